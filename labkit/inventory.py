@@ -1,0 +1,359 @@
+"""The inventory (hosts.yaml): pydantic schema, loading, and the accessors the rest of labkit uses.
+
+``load(path)`` reads and validates the whole file before any host is touched.
+Every problem becomes one ``InventoryError`` naming the file, the dotted
+field (``hosts[1].address``), the YAML line where known, and what is allowed.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo,
+                      field_validator)
+
+from . import validate as v
+from .errors import InventoryError
+
+Role = Literal["control-plane", "registry", "nfs-server", "worker"]
+ROLES = ("control-plane", "registry", "nfs-server", "worker")
+
+HostName = Annotated[str, AfterValidator(v.hostname)]
+Address = Annotated[str, AfterValidator(v.address)]
+Port = Annotated[int, AfterValidator(v.port)]
+AbsPath = Annotated[str, AfterValidator(v.abs_path)]
+ImageRef = Annotated[str, AfterValidator(v.image_ref)]
+ImageTag = Annotated[str, AfterValidator(v.image_tag)]
+Label = Annotated[str, AfterValidator(v.dns1123_label)]
+# Pod names are "<set>-<ordinal>" and must stay a 63-char label; leave room for the ordinal.
+StatefulSetName = Annotated[str, AfterValidator(lambda s: v.dns1123_label(s, max_len=52))]
+
+
+class _Model(BaseModel):
+    # strict: YAML gives native types; "22" for a port or "yes" for a bool is a mistake to report.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class SSH(_Model):
+    user: Annotated[str, AfterValidator(v.username)] = "root"
+    port: Port = 22
+    key: Annotated[str, AfterValidator(v.local_path)] | None = None
+    sudo: bool = False
+    known_hosts: Annotated[str, AfterValidator(v.local_path)] = ".labkit/known_hosts"
+    connect_timeout: Annotated[float, Field(gt=0, le=300)] = 10
+
+    @field_validator("key", "known_hosts")
+    @classmethod
+    def _relative_to_inventory(cls, value, info: ValidationInfo):
+        # Relative paths are relative to the inventory file's directory, not the cwd.
+        if value is None:
+            return value
+        base = (info.context or {}).get("base_dir")
+        if base is not None and not os.path.isabs(value):
+            value = os.path.normpath(os.path.join(base, value))
+        return value
+
+
+class Host(_Model):
+    name: HostName
+    address: Address
+    roles: Annotated[list[Role], Field(min_length=1)]
+    runtime: Literal["docker", "containerd"] = "docker"
+
+    @field_validator("roles")
+    @classmethod
+    def _unique_roles(cls, value):
+        if len(set(value)) != len(value):
+            raise ValueError("roles are repeated: list each role once")
+        return value
+
+    def has(self, role: str) -> bool:
+        return role in self.roles
+
+
+class Registry(_Model):
+    image: ImageRef = "registry:2"
+    container: Annotated[str, AfterValidator(v.container_name)] = "registry"
+    port: Port = 5000
+    data_dir: AbsPath = "/data/registry"
+
+
+class NFS(_Model):
+    server: Literal["kernel", "ganesha"] = "kernel"
+    export: AbsPath = "/nfsdata"
+    clients: Annotated[str, AfterValidator(v.nfs_clients)] = "*"
+    options: Annotated[list[str], Field(min_length=1), AfterValidator(v.nfs_options)] = ["rw", "sync", "no_root_squash"]
+
+
+class WebImage(_Model):
+    repository: Annotated[str, AfterValidator(v.repository)]
+    base: ImageRef = "httpd:2.4"
+    tags: Annotated[list[ImageTag], Field(min_length=1)]
+
+    @field_validator("tags")
+    @classmethod
+    def _unique_tags(cls, value):
+        if len(set(value)) != len(value):
+            raise ValueError("tags are repeated: list each tag once")
+        return value
+
+
+class Images(_Model):
+    web: WebImage
+
+
+class Provisioner(_Model):
+    name: Annotated[str, AfterValidator(v.qualified_name)] = "k8s-sigs.io/nfs-subdir-external-provisioner"
+    image: ImageRef = "registry.k8s.io/sig-storage/nfs-subdir-external-provisioner:v4.0.2"
+    archive_on_delete: bool = False
+
+
+class StorageClass(_Model):
+    name: Annotated[str, AfterValidator(v.dns1123_subdomain)]
+    reclaim_policy: Literal["Retain", "Delete"] = "Retain"
+
+
+class Service(_Model):
+    name: Annotated[str, AfterValidator(v.dns1035_label)]
+    port: Port = 80
+
+
+class StatefulSet(_Model):
+    name: StatefulSetName
+    replicas: Annotated[int, Field(ge=0, le=1000)]
+    image_tag: ImageTag
+    claim_template: Label
+    mount_path: AbsPath
+    storage: Annotated[str, AfterValidator(v.quantity)] = "100Mi"
+    access_mode: Literal["ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany", "ReadWriteOncePod"] = "ReadWriteOnce"
+
+
+class Rollout(_Model):
+    replicas: Annotated[int, Field(ge=0, le=1000)]
+    image_tag: ImageTag
+    partition: Annotated[int, Field(ge=0, le=1000)] = 0
+
+
+class Kubernetes(_Model):
+    namespace: Label = "default"
+    provisioner: Provisioner = Provisioner()
+    storage_class: StorageClass
+    service: Service
+    statefulset: StatefulSet
+    rollout: Rollout
+
+
+class Inventory(_Model):
+    ssh: SSH = SSH()
+    hosts: Annotated[list[Host], Field(min_length=1)]
+    registry: Registry = Registry()
+    nfs: NFS = NFS()
+    images: Images
+    kubernetes: Kubernetes
+    # Where it was loaded from (set by parse(); not part of the YAML schema).
+    _path: str | None = PrivateAttr(default=None)
+
+    @property
+    def path(self) -> str | None:
+        return self._path
+
+    @property
+    def base_dir(self) -> str | None:
+        return os.path.dirname(os.path.abspath(self._path)) if self._path else None
+
+    # ---- accessors -------------------------------------------------------
+    def host(self, name: str) -> Host:
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        raise KeyError(f"no host named {name!r} in the inventory (hosts: {', '.join(h.name for h in self.hosts)})")
+
+    def _one(self, role: str) -> Host:
+        return next(h for h in self.hosts if role in h.roles)
+
+    @property
+    def control_plane(self) -> Host:
+        return self._one("control-plane")
+
+    @property
+    def registry_host(self) -> Host:
+        return self._one("registry")
+
+    @property
+    def nfs_server(self) -> Host:
+        return self._one("nfs-server")
+
+    @property
+    def workers(self) -> list[Host]:
+        return [h for h in self.hosts if "worker" in h.roles]
+
+    @property
+    def registry_address(self) -> str:
+        addr = self.registry_host.address
+        if ":" in addr:  # IPv6 literal needs brackets before the port
+            addr = f"[{addr}]"
+        return f"{addr}:{self.registry.port}"
+
+    def image_ref(self, tag: str) -> str:
+        return f"{self.registry_address}/{self.images.web.repository}:{tag}"
+
+
+# ---- loading ---------------------------------------------------------------
+
+def _node_lines(node, prefix=(), out=None, dups=None):
+    """Map field paths (tuples of keys/indexes) to 1-based YAML line numbers,
+    and collect duplicate mapping keys (PyYAML silently keeps the last one)."""
+    if out is None:
+        out, dups = {}, []
+    out.setdefault(prefix, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen = set()
+        for key_node, value_node in node.value:
+            key = key_node.value
+            path = prefix + (key,)
+            if key in seen:
+                dups.append((path, key_node.start_mark.line + 1))
+            seen.add(key)
+            out[path] = key_node.start_mark.line + 1
+            _node_lines(value_node, path, out, dups)
+            out[path] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _node_lines(item, prefix + (i,), out, dups)
+    return out, dups
+
+
+def field_name(loc) -> str:
+    """('hosts', 1, 'address') -> 'hosts[1].address'."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def _line_for(lines: dict, loc: tuple) -> int | None:
+    # The longest known prefix: a missing field is reported at its parent's line.
+    for n in range(len(loc), -1, -1):
+        if tuple(loc[:n]) in lines:
+            return lines[tuple(loc[:n])]
+    return None
+
+
+def _model_at(loc: tuple):
+    """The pydantic model class at a field path, or None (for 'unknown field' messages)."""
+    model = Inventory
+    for part in loc:
+        if isinstance(part, int):
+            continue  # list index: the item model was taken with the list field
+        info = model.model_fields.get(part) if model else None
+        if info is None:
+            return None
+        model = None
+        for t in (info.annotation, *getattr(info.annotation, "__args__", ())):
+            for u in (t, *getattr(t, "__args__", ())):
+                if isinstance(u, type) and issubclass(u, BaseModel):
+                    model = u
+    return model
+
+
+def _message(err: dict) -> str:
+    kind = err["type"]
+    msg = err["msg"]
+    if kind == "extra_forbidden":
+        model = _model_at(tuple(err["loc"][:-1]))
+        return "unknown field" + (f"; allowed fields: {', '.join(model.model_fields)}" if model else "")
+    if kind == "missing":
+        return "required field is missing"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    if kind.endswith("_type"):
+        msg += f" (got {err.get('input')!r})"
+    return msg
+
+
+def _cross_checks(inv: Inventory) -> list[tuple[tuple, str]]:
+    problems = []
+    for role in ("control-plane", "registry", "nfs-server"):
+        having = [h.name for h in inv.hosts if role in h.roles]
+        if len(having) != 1:
+            found = f"found {len(having)}" + (f" ({', '.join(having)})" if having else "")
+            problems.append((("hosts",), f"exactly one host must have role {role!r}; {found}"))
+    if not inv.workers:
+        problems.append((("hosts",), "at least one host must have role 'worker' (pods run on workers)"))
+    for attr in ("name", "address"):
+        first = {}
+        for i, h in enumerate(inv.hosts):
+            val = getattr(h, attr)
+            if val in first:
+                problems.append((("hosts", i, attr),
+                                 f"duplicate host {attr} {val!r} (also hosts[{first[val]}].{attr}): each host needs its own"))
+            else:
+                first[val] = i
+    tags = inv.images.web.tags
+    k = inv.kubernetes
+    for loc, tag in ((("kubernetes", "statefulset", "image_tag"), k.statefulset.image_tag),
+                     (("kubernetes", "rollout", "image_tag"), k.rollout.image_tag)):
+        if tag not in tags:
+            problems.append((loc, f"tag {tag!r} is not built: allowed are images.web.tags ({', '.join(tags)})"))
+    if k.rollout.partition > k.rollout.replicas:
+        problems.append((("kubernetes", "rollout", "partition"),
+                         f"partition {k.rollout.partition} is above rollout.replicas {k.rollout.replicas}: "
+                         f"use 0-{k.rollout.replicas}"))
+    return problems
+
+
+def parse(text: str, path: str | os.PathLike = "<inventory>", base_dir: str | None = None) -> Inventory:
+    """Validate inventory YAML text. ``path`` is only used in messages."""
+    path = str(path)
+    try:
+        data = yaml.safe_load(text)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise InventoryError(path, [(None, line, f"not valid YAML: {exc.problem or exc}"
+                                                 + (f" ({exc.context})" if exc.context else ""))]) from None
+    except yaml.YAMLError as exc:
+        raise InventoryError(path, [(None, None, f"not valid YAML: {exc}")]) from None
+    if data is None:
+        raise InventoryError(path, [(None, None, "the file is empty: it needs ssh, hosts, registry, nfs, images "
+                                                 "and kubernetes sections (see hosts.yaml)")])
+    if not isinstance(data, dict):
+        raise InventoryError(path, [(None, root.start_mark.line + 1, f"the top level must be a mapping of sections, got {type(data).__name__}")])
+    lines, dups = _node_lines(root)
+    if dups:
+        raise InventoryError(path, [(field_name(loc), line, "key given twice: keep one") for loc, line in dups])
+    context = {"base_dir": base_dir if base_dir is not None else os.path.dirname(os.path.abspath(path))}
+    try:
+        inv = Inventory.model_validate(data, context=context)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            loc = tuple(err["loc"])
+            problems.append((field_name(loc) or None, _line_for(lines, loc), _message(err)))
+        raise InventoryError(path, problems) from None
+    problems = _cross_checks(inv)
+    if problems:
+        raise InventoryError(path, [(field_name(loc), _line_for(lines, loc), msg) for loc, msg in problems])
+    inv._path = path
+    return inv
+
+
+def load(path: str | os.PathLike) -> Inventory:
+    """Read and validate the inventory file; raise ``InventoryError`` on any problem."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InventoryError(p, [(None, None, "file not found: pass the inventory with -i/--inventory "
+                                              "or set INVOKE_LAB_INVENTORY (default ./hosts.yaml)")]) from None
+    except IsADirectoryError:
+        raise InventoryError(p, [(None, None, "is a directory, not an inventory file")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InventoryError(p, [(None, None, f"cannot read the file: {exc}")]) from None
+    return parse(text, p, base_dir=str(p.resolve().parent))

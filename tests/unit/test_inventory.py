@@ -1,0 +1,135 @@
+"""Inventory: the seed file loads; each invalid/hostile file in tests/data/inventory/ fails with
+its recorded message fragment, field and line (headers `# expect:`, `# field:`, `# line:`)."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from labkit import inventory, validate
+from labkit.errors import InventoryError
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "tests" / "data" / "inventory"
+CASES = sorted(DATA.glob("*.yaml"))
+
+
+def test_there_are_at_least_15_bad_inventories():
+    assert len(CASES) >= 15
+
+
+def test_seed_inventory_loads_with_accessors():
+    inv = inventory.load(ROOT / "hosts.yaml")
+    assert [h.name for h in inv.hosts] == ["master", "node01", "node02"]
+    assert inv.control_plane.name == inv.registry_host.name == inv.nfs_server.name == "master"
+    assert [h.name for h in inv.workers] == ["node01", "node02"]
+    assert inv.host("node02").address == "192.168.20.8"
+    assert inv.registry_address == "192.168.20.6:5000"
+    assert inv.image_ref("v2") == "192.168.20.6:5000/web-httpd:v2"
+    assert inv.nfs.options == ["rw", "sync", "no_root_squash"]
+    k = inv.kubernetes
+    assert (k.statefulset.replicas, k.rollout.replicas, k.rollout.partition) == (6, 10, 4)
+    assert k.statefulset.storage == "100Mi" and k.storage_class.reclaim_policy == "Retain"
+    # known_hosts is relative to the inventory's directory, the key has ~ expanded
+    assert inv.ssh.known_hosts == str(ROOT / ".labkit" / "known_hosts")
+    assert inv.ssh.key == os.path.expanduser("~/.ssh/id_ed25519")
+    with pytest.raises(KeyError, match="no host named 'node9'"):
+        inv.host("node9")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
+def test_bad_inventory(case):
+    text = case.read_text()
+    expect = re.search(r"^# expect: (.*)$", text, re.M).group(1)
+    field = re.search(r"^# field: (.*)$", text, re.M)
+    line = re.search(r"^# line: (\d+)$", text, re.M)
+    with pytest.raises(InventoryError) as info:
+        inventory.load(case)
+    err = info.value
+    assert err.path == str(case)
+    assert expect in str(err)
+    assert str(case) in str(err)  # the message names the file
+    if field:
+        assert field.group(1) in [p[0] for p in err.problems], err.problems
+    if line:
+        assert int(line.group(1)) in [p[1] for p in err.problems], err.problems
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InventoryError, match="file not found: pass the inventory with -i/--inventory"):
+        inventory.load(tmp_path / "nope.yaml")
+
+
+def test_directory_is_not_an_inventory(tmp_path):
+    with pytest.raises(InventoryError, match="is a directory"):
+        inventory.load(tmp_path)
+
+
+def test_unreadable_file(tmp_path):
+    p = tmp_path / "hosts.yaml"
+    p.write_bytes(b"\xff\xfe not utf-8 \x80")
+    with pytest.raises(InventoryError, match="cannot read the file"):
+        inventory.load(p)
+
+
+def test_relative_key_and_known_hosts_follow_the_inventory_dir(tmp_path):
+    text = (ROOT / "hosts.yaml").read_text().replace("key: ~/.ssh/id_ed25519", "key: ssh/id")
+    (tmp_path / "lab").mkdir()
+    p = tmp_path / "lab" / "hosts.yaml"
+    p.write_text(text)
+    inv = inventory.load(p)
+    assert inv.ssh.key == str(tmp_path / "lab" / "ssh" / "id")
+    assert inv.ssh.known_hosts == str(tmp_path / "lab" / ".labkit" / "known_hosts")
+    assert inv.path == str(p)
+
+
+def test_all_problems_reported_at_once(tmp_path):
+    text = (ROOT / "hosts.yaml").read_text()
+    text = text.replace("port: 5000", "port: 0").replace("export: /nfsdata", "export: /a b")
+    p = tmp_path / "h.yaml"
+    p.write_text(text)
+    with pytest.raises(InventoryError) as info:
+        inventory.load(p)
+    assert {f for f, _, _ in info.value.problems} == {"registry.port", "nfs.export"}
+
+
+def test_ipv6_registry_address_is_bracketed(tmp_path):
+    text = (ROOT / "hosts.yaml").read_text().replace("address: 192.168.20.6", "address: fd00::6")
+    p = tmp_path / "h.yaml"
+    p.write_text(text)
+    inv = inventory.load(p)
+    assert inv.registry_address == "[fd00::6]:5000"
+    assert inv.image_ref("v1") == "[fd00::6]:5000/web-httpd:v1"
+
+
+@pytest.mark.parametrize("func,good,bad", [
+    (validate.hostname, ["master", "node-01", "a"], ["-a", "a-", "A", "a.b", "a b", "", "x" * 64]),
+    (validate.address, ["192.168.20.6", "::1", "master.lab", "Node01"], ["1.2.3.400", "a b", "$(x)", "", "a..b"]),
+    (validate.abs_path, ["/nfsdata", "/usr/local/apache2/htdocs"], ["/", "rel", "/a/", "/a//b", "/a/./b", "/a;b", "/a*"]),
+    (validate.quantity, ["100Mi", "1Gi", "1.5G", "500"], ["100MB", "0", "-1Gi", "Mi", "1e3"]),
+    (validate.image_ref, ["registry:2", "httpd:2.4", "10.0.0.1:5000/web-httpd:v1",
+                          "registry.k8s.io/sig-storage/nfs-subdir-external-provisioner:v4.0.2"],
+     ["Registry:2", "a b", "x:;", "x:v1 y", ":v1"]),
+    (validate.dns1123_subdomain, ["test-sc", "a.b-c"], ["Test", "a_b", "-a", "a..b"]),
+    (validate.nfs_clients, ["*", "192.168.20.0/24", "10.0.0.1", "*.lab"], ["a b", "1.2.3.4/99", "$(x)"]),
+])
+def test_validators(func, good, bad):
+    for value in good:
+        func(value)
+    for value in bad:
+        with pytest.raises(ValueError):
+            func(value)
+
+
+def test_port_and_nfs_options():
+    assert validate.port(65535) == 65535
+    for p in (0, 65536, -1):
+        with pytest.raises(ValueError, match="use 1-65535"):
+            validate.port(p)
+    assert validate.nfs_options(["rw", "sync", "anonuid=65534", "fsid=0"])
+    with pytest.raises(ValueError, match="repeated"):
+        validate.nfs_options(["rw", "rw"])
+    with pytest.raises(ValueError, match="unknown NFS export option"):
+        validate.nfs_options(["anonuid=x"])
