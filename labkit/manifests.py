@@ -1,0 +1,92 @@
+"""Render the Kubernetes manifests in manifests/*.yaml.j2 from inventory values.
+
+Values are validated by the inventory already; strings still go through the
+``q`` filter (JSON string = valid YAML scalar) so quoting is always right.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jinja2
+import yaml
+
+from .errors import OperationError
+from .inventory import Inventory
+
+MANIFEST_DIR = Path(__file__).resolve().parent.parent / "manifests"
+# Applied in this order: RBAC before the provisioner that uses it, the class before the claims.
+TEMPLATES = ("provisioner-rbac.yaml.j2", "provisioner.yaml.j2", "storageclass.yaml.j2", "web.yaml.j2")
+PROVISIONER_SA = "nfs-client-provisioner"
+
+
+def _env(directory: Path) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(directory)),
+        autoescape=False,  # YAML, not HTML; values are validated and quoted with |q
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    env.filters["q"] = lambda value: json.dumps(str(value))
+    return env
+
+
+def app_label(inv: Inventory) -> str:
+    """The ``app`` label that ties the Service, the StatefulSet selector and its pods together."""
+    return inv.kubernetes.statefulset.name
+
+
+def values(inv: Inventory, replicas: int | None = None, image_tag: str | None = None,
+           partition: int | None = None) -> dict:
+    k = inv.kubernetes
+    sts = k.statefulset
+    replicas = sts.replicas if replicas is None else replicas
+    image_tag = sts.image_tag if image_tag is None else image_tag
+    partition = 0 if partition is None else partition
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or not 0 <= replicas <= 1000:
+        raise OperationError(f"replicas must be an integer 0-1000, got {replicas!r}")
+    if not isinstance(partition, int) or isinstance(partition, bool) or not 0 <= partition <= replicas:
+        raise OperationError(f"partition must be an integer 0-{replicas} (the replica count), got {partition!r}")
+    if image_tag not in inv.images.web.tags:
+        raise OperationError(f"image tag {image_tag!r} is not one of images.web.tags "
+                             f"({', '.join(inv.images.web.tags)}) in {inv.path or 'the inventory'}")
+    return {
+        "namespace": k.namespace,
+        "sa": PROVISIONER_SA,
+        "provisioner": k.provisioner,
+        "nfs_server": inv.nfs_server.address,
+        "nfs_path": inv.nfs.export,
+        "storage_class": k.storage_class,
+        "service": k.service,
+        "sts": sts,
+        "app": app_label(inv),
+        "replicas": replicas,
+        "partition": partition,
+        "image": inv.image_ref(image_tag),
+    }
+
+
+def render_text(inv: Inventory, replicas=None, image_tag=None, partition=None,
+                directory: Path = MANIFEST_DIR) -> str:
+    env = _env(directory)
+    ctx = values(inv, replicas, image_tag, partition)
+    return "---\n".join(env.get_template(name).render(**ctx) for name in TEMPLATES)
+
+
+def render(inv: Inventory, replicas=None, image_tag=None, partition=None,
+           directory: Path = MANIFEST_DIR) -> list[dict]:
+    """The Kubernetes objects, in apply order."""
+    text = render_text(inv, replicas, image_tag, partition, directory)
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def render_yaml(inv: Inventory, replicas=None, image_tag=None, partition=None,
+                directory: Path = MANIFEST_DIR) -> str:
+    """One multi-document YAML text of all objects (what gets uploaded and applied)."""
+    return yaml.safe_dump_all(render(inv, replicas, image_tag, partition, directory), sort_keys=False)
+
+
+def object_key(obj: dict) -> tuple[str, str, str, str]:
+    """(apiVersion, kind, namespace or '', name): identifies an object."""
+    meta = obj.get("metadata", {})
+    return (obj["apiVersion"], obj["kind"], meta.get("namespace", ""), meta["name"])
