@@ -1,0 +1,369 @@
+"""Kubernetes facts: ``kubectl ... -o json`` on the control-plane host, parsed to small dataclasses.
+
+kubectl runs as the SSH user (a kubeadm admin has ~/.kube/config; root has /root/.kube/config),
+so these facts do not use sudo. Every name and namespace is quoted with ``shlex.quote``.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field
+
+from labkit.errors import OperationError
+from labkit.facts.base import Fact, FactResult
+
+KUBECTL = "kubectl"
+
+
+def _q(*parts: str) -> str:
+    return " ".join(shlex.quote(str(p)) for p in parts)
+
+
+def _json(result: FactResult, what: str):
+    text = result.stdout.strip()
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise OperationError(f"kubectl returned no JSON for {what}: {exc}: {text[:200]!r}") from None
+
+
+def _items(data) -> list[dict]:
+    if data is None:
+        return []
+    if data.get("kind", "").endswith("List") or "items" in data:
+        return list(data.get("items") or [])
+    return [data]
+
+
+def _tag(image: str | None) -> str | None:
+    """The tag of an image reference ('host:5000/web:v2' -> 'v2'); None when untagged."""
+    if not image:
+        return None
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return last.rsplit(":", 1)[1] if ":" in last else None
+
+
+class KubectlFact(Fact):
+    """Base: kubectl facts fail loudly on a non-zero exit (the runner reports stderr)."""
+
+    sudo = False
+
+
+# ---- pods ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Pod:
+    name: str
+    ordinal: int | None
+    node: str | None
+    pod_ip: str | None
+    phase: str | None
+    ready: bool
+    image: str | None          # what the pod spec asks for
+    tag: str | None
+    running_image: str | None  # what the container status reports
+    revision: str | None       # controller-revision-hash label
+    pvcs: tuple[str, ...] = ()
+    deleting: bool = False
+    waiting_reason: str | None = None
+
+
+def parse_pod(obj: dict) -> Pod:
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    labels = meta.get("labels") or {}
+    ordinal = labels.get("apps.kubernetes.io/pod-index")
+    if ordinal is None:
+        # Before 1.28 there is no pod-index label; the StatefulSet names pods "<set>-<ordinal>".
+        owner = next((o.get("name") for o in meta.get("ownerReferences") or [] if o.get("kind") == "StatefulSet"), None)
+        suffix = meta.get("name", "")[len(owner) + 1:] if owner and meta.get("name", "").startswith(owner + "-") else ""
+        ordinal = suffix if suffix.isdigit() else None
+    containers = spec.get("containers") or []
+    image = containers[0].get("image") if containers else None
+    cstatus = (status.get("containerStatuses") or [{}])[0]
+    waiting = (cstatus.get("state") or {}).get("waiting") or {}
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+    pvcs = tuple(v["persistentVolumeClaim"]["claimName"] for v in spec.get("volumes") or []
+                 if v.get("persistentVolumeClaim"))
+    return Pod(
+        name=meta.get("name"),
+        ordinal=int(ordinal) if ordinal is not None else None,
+        node=spec.get("nodeName"),
+        pod_ip=status.get("podIP"),
+        phase=status.get("phase"),
+        ready=ready,
+        image=image,
+        tag=_tag(image),
+        running_image=cstatus.get("image"),
+        revision=labels.get("controller-revision-hash"),
+        pvcs=pvcs,
+        deleting=bool(meta.get("deletionTimestamp")),
+        waiting_reason=waiting.get("reason"),
+    )
+
+
+class StatefulSetPods(KubectlFact):
+    """Pods owned by the StatefulSet ``name``, sorted by ordinal."""
+
+    def __init__(self, namespace: str, name: str, label: str):
+        self.namespace, self.name, self.label = namespace, name, label
+
+    def build(self) -> str:
+        return f"{KUBECTL} get pods -n {_q(self.namespace)} -l {_q('app=' + self.label)} -o json"
+
+    def process(self, result: FactResult) -> list[Pod]:
+        pods = []
+        for obj in _items(_json(result, "pods")):
+            owners = (obj.get("metadata") or {}).get("ownerReferences") or []
+            if any(o.get("kind") == "StatefulSet" and o.get("name") == self.name for o in owners):
+                pods.append(parse_pod(obj))
+        return sorted(pods, key=lambda p: (p.ordinal is None, p.ordinal or 0, p.name))
+
+
+# ---- PVCs and PVs --------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PVC:
+    name: str
+    phase: str | None
+    volume: str | None
+    storage_class: str | None
+    requests: str | None = None
+    uid: str | None = None
+
+
+class PVCs(KubectlFact):
+    """PVCs of the namespace; with ``prefix`` only those named ``<prefix>...`` (the set's claims)."""
+
+    def __init__(self, namespace: str, prefix: str = ""):
+        self.namespace, self.prefix = namespace, prefix
+
+    def build(self) -> str:
+        return f"{KUBECTL} get pvc -n {_q(self.namespace)} -o json"
+
+    def process(self, result: FactResult) -> list[PVC]:
+        out = []
+        for obj in _items(_json(result, "persistentvolumeclaims")):
+            meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+            if not meta.get("name", "").startswith(self.prefix):
+                continue
+            out.append(PVC(
+                name=meta["name"], phase=status.get("phase"), volume=spec.get("volumeName") or None,
+                storage_class=spec.get("storageClassName"),
+                requests=((spec.get("resources") or {}).get("requests") or {}).get("storage"),
+                uid=meta.get("uid"),
+            ))
+        return sorted(out, key=lambda c: c.name)
+
+
+@dataclass(frozen=True)
+class PV:
+    name: str
+    phase: str | None
+    claim_namespace: str | None
+    claim_name: str | None
+    nfs_server: str | None
+    nfs_path: str | None
+    reclaim_policy: str | None
+    storage_class: str | None = None
+
+
+class PVs(KubectlFact):
+    """All PersistentVolumes (cluster-scoped)."""
+
+    def build(self) -> str:
+        return f"{KUBECTL} get pv -o json"
+
+    def process(self, result: FactResult) -> list[PV]:
+        out = []
+        for obj in _items(_json(result, "persistentvolumes")):
+            meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+            claim = spec.get("claimRef") or {}
+            nfs = spec.get("nfs") or {}
+            out.append(PV(
+                name=meta["name"], phase=status.get("phase"),
+                claim_namespace=claim.get("namespace"), claim_name=claim.get("name"),
+                nfs_server=nfs.get("server"), nfs_path=nfs.get("path"),
+                reclaim_policy=spec.get("persistentVolumeReclaimPolicy"),
+                storage_class=spec.get("storageClassName"),
+            ))
+        return sorted(out, key=lambda v: v.name)
+
+
+# ---- StatefulSet ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StatefulSetState:
+    name: str
+    replicas: int
+    partition: int
+    image: str | None
+    tag: str | None
+    generation: int | None
+    observed_generation: int | None
+    current_revision: str | None
+    update_revision: str | None
+    ready_replicas: int
+    updated_replicas: int
+    current_replicas: int
+    status_replicas: int
+    uid: str | None = None
+
+    @property
+    def settled(self) -> bool:
+        """The controller has seen the latest spec and the partitioned rollout is complete
+        (the condition ``kubectl rollout status`` waits for)."""
+        return (self.observed_generation is not None and self.generation is not None
+                and self.observed_generation >= self.generation
+                and self.ready_replicas >= self.replicas
+                and self.updated_replicas >= self.replicas - self.partition)
+
+
+def parse_statefulset(obj: dict) -> StatefulSetState:
+    meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+    strategy = spec.get("updateStrategy") or {}
+    partition = (strategy.get("rollingUpdate") or {}).get("partition") or 0
+    containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
+    image = containers[0].get("image") if containers else None
+    return StatefulSetState(
+        name=meta.get("name"),
+        replicas=spec.get("replicas", 1),
+        partition=partition,
+        image=image,
+        tag=_tag(image),
+        generation=meta.get("generation"),
+        observed_generation=status.get("observedGeneration"),
+        current_revision=status.get("currentRevision"),
+        update_revision=status.get("updateRevision"),
+        ready_replicas=status.get("readyReplicas") or 0,
+        updated_replicas=status.get("updatedReplicas") or 0,
+        current_replicas=status.get("currentReplicas") or 0,
+        status_replicas=status.get("replicas") or 0,
+        uid=meta.get("uid"),
+    )
+
+
+class StatefulSetFact(KubectlFact):
+    """The StatefulSet, or None when it does not exist."""
+
+    def __init__(self, namespace: str, name: str):
+        self.namespace, self.name = namespace, name
+
+    def build(self) -> str:
+        return (f"{KUBECTL} get statefulset {_q(self.name)} -n {_q(self.namespace)} "
+                "-o json --ignore-not-found")
+
+    def process(self, result: FactResult) -> StatefulSetState | None:
+        items = _items(_json(result, "statefulset"))
+        return parse_statefulset(items[0]) if items else None
+
+
+# ---- nodes, version, arbitrary objects --------------------------------------------
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    ready: bool
+    internal_ip: str | None
+    kubelet_version: str | None = None
+    unschedulable: bool = False
+
+
+class Nodes(KubectlFact):
+    def build(self) -> str:
+        return f"{KUBECTL} get nodes -o json"
+
+    def process(self, result: FactResult) -> list[Node]:
+        out = []
+        for obj in _items(_json(result, "nodes")):
+            meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+            ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+            ip = next((a.get("address") for a in status.get("addresses") or [] if a.get("type") == "InternalIP"), None)
+            out.append(Node(name=meta.get("name"), ready=ready, internal_ip=ip,
+                            kubelet_version=(status.get("nodeInfo") or {}).get("kubeletVersion"),
+                            unschedulable=bool(spec.get("unschedulable"))))
+        return sorted(out, key=lambda n: n.name)
+
+
+@dataclass(frozen=True)
+class KubectlVersion:
+    client: str | None
+    server: str | None
+    error: str | None = None
+
+
+class KubectlVersionFact(KubectlFact):
+    """Client and server versions; an unreachable server is a fact (server None), not an error.
+    Exit 127: kubectl is not installed."""
+
+    command = f"{KUBECTL} version -o json"
+    ok_exit_codes = (0, 1, 127)
+
+    def process(self, result: FactResult) -> KubectlVersion:
+        if result.exited == 127:
+            return KubectlVersion(None, None, "kubectl not found on PATH")
+        try:
+            data = json.loads(result.stdout) if result.stdout.strip() else {}
+        except ValueError:
+            data = {}
+        client = (data.get("clientVersion") or {}).get("gitVersion")
+        server = (data.get("serverVersion") or {}).get("gitVersion")
+        error = None
+        if server is None:
+            lines = [ln for ln in result.stderr.strip().splitlines() if ln.strip()]
+            error = lines[-1] if lines else "no server version (is the API server reachable?)"
+        return KubectlVersion(client, server, error)
+
+
+# Resource names kubectl resolves without ambiguity (group-qualified) per kind.
+RESOURCE = {
+    "ServiceAccount": "serviceaccounts",
+    "ClusterRole": "clusterroles.rbac.authorization.k8s.io",
+    "ClusterRoleBinding": "clusterrolebindings.rbac.authorization.k8s.io",
+    "Role": "roles.rbac.authorization.k8s.io",
+    "RoleBinding": "rolebindings.rbac.authorization.k8s.io",
+    "Deployment": "deployments.apps",
+    "StorageClass": "storageclasses.storage.k8s.io",
+    "Service": "services",
+    "StatefulSet": "statefulsets.apps",
+    "PersistentVolumeClaim": "persistentvolumeclaims",
+    "PersistentVolume": "persistentvolumes",
+}
+
+
+def resource_ref(obj: dict) -> str:
+    """'deployments.apps/nfs-client-provisioner' for a manifest object."""
+    kind = obj["kind"]
+    if kind not in RESOURCE:
+        raise OperationError(f"no resource name known for kind {kind!r}")
+    return f"{RESOURCE[kind]}/{obj['metadata']['name']}"
+
+
+class Objects(KubectlFact):
+    """The live versions of the given manifest objects (missing ones are simply absent).
+
+    All objects must share one namespace (cluster-scoped ones ignore ``-n``).
+    Result: {(kind, namespace or '', name): live object}.
+    """
+
+    def __init__(self, objects: list[dict]):
+        namespaces = {o["metadata"].get("namespace") for o in objects} - {None}
+        if len(namespaces) > 1:
+            raise OperationError(f"objects span several namespaces: {sorted(namespaces)}")
+        self.namespace = namespaces.pop() if namespaces else None
+        self.refs = [resource_ref(o) for o in objects]
+
+    def build(self) -> str:
+        ns = f" -n {_q(self.namespace)}" if self.namespace else ""
+        return f"{KUBECTL} get {_q(*self.refs)}{ns} -o json --ignore-not-found"
+
+    def process(self, result: FactResult) -> dict:
+        out = {}
+        for obj in _items(_json(result, "objects")):
+            meta = obj.get("metadata") or {}
+            out[(obj.get("kind"), meta.get("namespace", ""), meta.get("name"))] = obj
+        return out
