@@ -1,0 +1,38 @@
+"""<state>/inventory.yaml in labkit's schema (mirrors the repo's hosts.yaml; labkit not imported)."""
+from __future__ import annotations
+
+import copy
+
+import yaml
+
+from .config import NFS_EXPORT, REPO_ROOT, TwinConfig
+
+# Used when the repo's hosts.yaml is not there (e.g. an installed package).
+FALLBACK = {
+    "registry": {"image": "registry:2", "container": "registry", "port": 5000,
+                 "data_dir": "/data/registry"},
+    "nfs": {"server": "ganesha", "export": NFS_EXPORT, "clients": "*",
+            "options": ["rw", "sync", "no_root_squash"]},
+}
+
+
+def render(cfg: TwinConfig) -> dict:
+    seed_path = REPO_ROOT / "hosts.yaml"
+    base = yaml.safe_load(seed_path.read_text()) if seed_path.exists() else copy.deepcopy(FALLBACK)
+    base["ssh"] = {
+        "user": "root", "port": 22, "key": str(cfg.ssh_key), "sudo": False,
+        # Empty at first: labkit pins host keys on first use, as on a real lab.
+        "known_hosts": str(cfg.known_hosts), "connect_timeout": 5,
+    }
+    base["hosts"] = [{"name": h.name, "address": str(h.address), "roles": list(h.roles),
+                      "runtime": "docker"} for h in cfg.hosts]
+    nfs = base.setdefault("nfs", {})
+    nfs["server"] = "ganesha"  # no kernel nfsd on this machine
+    nfs["export"] = NFS_EXPORT  # where the twin bind-mounts the NFS disk on master
+    return base
+
+
+def write(cfg: TwinConfig) -> None:
+    text = (f"# labtwin {cfg.name!r} inventory, written by `python -m labtwin up`; "
+            "use with labkit's -i option.\n" + yaml.safe_dump(render(cfg), sort_keys=False))
+    cfg.inventory_path.write_text(text)

@@ -1,0 +1,225 @@
+"""Lifecycle: up / down / status of a whole twin. Everything started is tracked by PID."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import host as hostmod
+from . import images, inventory, kube_units, network, rootfs
+from .config import HostSpec, TwinConfig, TwinError
+
+READY_TIMEOUT = 30.0
+
+
+@dataclass
+class UpResult:
+    seconds: float
+    already_up: bool
+    images_built: bool
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise TwinError("labtwin needs root (namespaces, mounts, cgroups): run it with sudo")
+    for tool in ("ip", "nsenter", "unshare", "pivot_root", "ssh-keygen", "mount"):
+        if shutil.which(tool) is None:
+            raise TwinError(f"`{tool}` not found: install util-linux, iproute2 and openssh-client")
+
+
+# --- pid tracking ---------------------------------------------------------------------------
+def read_pids(cfg: TwinConfig) -> dict:
+    try:
+        return json.loads(cfg.pids_file.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def record_pid(cfg: TwinConfig, hostname: str, role: str, pid: int) -> None:
+    data = read_pids(cfg)
+    data.setdefault(hostname, {})[role] = {"pid": pid, "start": hostmod.proc_start_time(pid)}
+    tmp = cfg.pids_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(cfg.pids_file)
+
+
+def init_pid(cfg: TwinConfig, h: HostSpec) -> int | None:
+    """The host's PID 1 if it is still the process the twin started."""
+    entry = read_pids(cfg).get(h.name, {}).get("init")
+    if entry and hostmod.proc_alive(entry["pid"], entry["start"]):
+        return entry["pid"]
+    return None
+
+
+# --- down -----------------------------------------------------------------------------------
+def _mounts_under(path: Path) -> list[str]:
+    out = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        mnt = line.split()[4].replace("\\040", " ")
+        if mnt == str(path) or mnt.startswith(str(path) + "/"):
+            out.append(mnt)
+    return sorted(out, key=len, reverse=True)
+
+
+def down(cfg: TwinConfig) -> list[str]:
+    """Remove everything of the twin except the image cache. Idempotent. Returns what it did."""
+    require_root()
+    did = []
+    # 1. The processes the twin started, by PID: PID 1 of each host first (unshare ignores
+    #    SIGTERM; killing a PID namespace's init kills everything in it), then unshare.
+    for hname, roles in read_pids(cfg).items():
+        for role in ("init", "unshare"):
+            e = roles.get(role)
+            if e and hostmod.kill_pid(e["pid"], e["start"]):
+                did.append(f"killed {hname} {role} {e['pid']}")
+    # 2. Anything left in the twin's own cgroups (e.g. after a crash lost pids.json).
+    deadline = time.monotonic() + 5
+    while (pids := hostmod.twin_cgroup_pids(cfg)) and time.monotonic() < deadline:
+        for pid in pids:
+            hostmod.kill_pid(pid, None)
+        time.sleep(0.02)
+    hostmod.remove_cgroups(cfg)
+    # 3. Network (netns removal takes the veth pair with it), then the bridge.
+    left = network.leftovers(cfg)
+    network.delete_network(cfg)
+    did += [f"removed {x}" for x in left]
+    # 4. Mounts of the twin in the machine's namespace (none in normal operation).
+    for mnt in _mounts_under(cfg.state_dir):
+        subprocess.run(["umount", "-l", mnt], check=False)
+        did.append(f"unmounted {mnt}")
+    # 5. Files: the whole state dir but the image cache.
+    if cfg.state_dir.exists():
+        for p in cfg.state_dir.iterdir():
+            if p != cfg.cache_dir:
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+                did.append(f"removed {p}")
+    return did
+
+
+# --- up -------------------------------------------------------------------------------------
+def _client_key(cfg: TwinConfig) -> str:
+    cfg.ssh_key.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(cfg.ssh_key.parent, 0o700)
+    if not cfg.ssh_key.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"labtwin-{cfg.name}",
+                        "-f", str(cfg.ssh_key)], check=True, capture_output=True)
+    return cfg.ssh_key.with_suffix(".pub").read_text()
+
+
+def _wait_ready(cfg: TwinConfig, h: HostSpec, pid: int, deadline: float) -> None:
+    ssh_ok = docker_ok = False
+    while time.monotonic() < deadline:
+        if not hostmod.proc_alive(pid):
+            raise TwinError(f"{h.name}: its systemd (pid {pid}) exited during boot: "
+                            f"see {cfg.host_dir(h) / 'boot.log'} and console.log")
+        ssh_ok = ssh_ok or hostmod.port_open(str(h.address), 22)
+        docker_ok = docker_ok or hostmod.docker_ping(pid)
+        if ssh_ok and docker_ok:
+            return
+        time.sleep(0.05)
+    missing = [n for n, ok in (("sshd on :22", ssh_ok), ("dockerd", docker_ok)) if not ok]
+    raise TwinError(f"{h.name}: {' and '.join(missing)} not ready within {READY_TIMEOUT:.0f}s: "
+                    f"inspect with `python -m labtwin ssh {h.name} systemctl --failed` or "
+                    f"{cfg.host_dir(h) / 'console.log'}")
+
+
+def is_up(cfg: TwinConfig) -> bool:
+    st = status(cfg)
+    return all(v["running"] and v["ssh"] and v["docker"] for v in st["hosts"].values())
+
+
+def up(cfg: TwinConfig) -> UpResult:
+    require_root()
+    t0 = time.monotonic()
+    if cfg.kube:
+        kube_units.require_modules()
+    saved = _read_config(cfg)
+    if saved == _config_record(cfg) and is_up(cfg):
+        return UpResult(time.monotonic() - t0, True, False)
+    down(cfg)  # leftovers of a crash, or a twin with other settings
+    network.check_subnet(cfg)
+    built = images.ensure_built(cfg)
+    try:
+        _start(cfg)
+    except BaseException:
+        down(cfg)  # never leave half a twin behind
+        raise
+    return UpResult(time.monotonic() - t0, False, built)
+
+
+def _config_record(cfg: TwinConfig) -> dict:
+    return {"name": cfg.name, "subnet": str(cfg.subnet), "kube": cfg.kube}
+
+
+def _read_config(cfg: TwinConfig) -> dict | None:
+    try:
+        return json.loads((cfg.state_dir / "twin.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _start(cfg: TwinConfig) -> None:
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    (cfg.state_dir / "twin.json").write_text(json.dumps(_config_record(cfg)))
+    pub = _client_key(cfg)
+    cfg.nfs_disk.mkdir(parents=True, exist_ok=True)
+    network.create_bridge(cfg)
+    host_keys = []
+    started: dict[str, int] = {}
+    for h in cfg.hosts:
+        network.create_host_net(cfg, h)
+        paths = rootfs.prepare_dirs(cfg, h)
+        key = hostmod.build_seed(cfg, h, paths["seed"], pub)
+        host_keys.append(f"{h.name},{h.address} {' '.join(key)}")
+        if cfg.kube:
+            kube_units.seed(cfg, h, paths["seed"])
+        boot = cfg.host_dir(h) / "boot.sh"
+        boot.write_text(hostmod.boot_script(cfg, h, paths))
+        proc = hostmod.launch(cfg, h, boot)
+        record_pid(cfg, h.name, "unshare", proc.pid)
+        pid = hostmod.find_init(proc.pid)
+        record_pid(cfg, h.name, "init", pid)
+        started[h.name] = pid
+    cfg.host_keys_file.write_text("\n".join(host_keys) + "\n")
+    deadline = time.monotonic() + READY_TIMEOUT
+    tarballs = images.tarballs(cfg)
+
+    def ready_and_load(h: HostSpec) -> None:
+        _wait_ready(cfg, h, started[h.name], deadline)
+        images.load(started[h.name], tarballs, h.name)
+
+    with ThreadPoolExecutor(len(cfg.hosts)) as pool:
+        for f in [pool.submit(ready_and_load, h) for h in cfg.hosts]:
+            f.result()
+    inventory.write(cfg)
+
+
+# --- status ---------------------------------------------------------------------------------
+def status(cfg: TwinConfig) -> dict:
+    hosts = {}
+    for h in cfg.hosts:
+        pid = init_pid(cfg, h)
+        hosts[h.name] = {
+            "address": str(h.address), "pid": pid, "running": pid is not None,
+            "ssh": pid is not None and hostmod.port_open(str(h.address), 22),
+            "docker": pid is not None and hostmod.docker_ping(pid),
+        }
+    return {"name": cfg.name, "state_dir": str(cfg.state_dir), "subnet": str(cfg.subnet),
+            "bridge": cfg.bridge, "inventory": str(cfg.inventory_path)
+            if cfg.inventory_path.exists() else None, "hosts": hosts}
+
+
+def leftovers(cfg: TwinConfig) -> list[str]:
+    """Everything of the twin that exists on the machine (used by down's test)."""
+    found = network.leftovers(cfg)
+    found += [f"cgroup {d}" for d in hostmod.twin_cgroup_dirs(cfg)]
+    found += [f"process {p}" for p in hostmod.twin_cgroup_pids(cfg)]
+    found += [f"mount {m}" for m in _mounts_under(cfg.state_dir)]
+    if cfg.state_dir.exists():
+        found += [f"file {p}" for p in cfg.state_dir.iterdir() if p != cfg.cache_dir]
+    return found

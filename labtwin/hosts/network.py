@@ -1,0 +1,85 @@
+"""Bridge in the root namespace, one named netns + veth per host, routes (iproute2 commands)."""
+from __future__ import annotations
+
+import ipaddress
+import json
+import subprocess
+from pathlib import Path
+
+from .config import HostSpec, TwinConfig, TwinError
+
+NETNS_DIR = Path("/run/netns")
+
+
+def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(["ip", *args], capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise TwinError(f"`ip {' '.join(args)}` failed: {proc.stderr.strip()}")
+    return proc
+
+
+def link_exists(name: str) -> bool:
+    return Path("/sys/class/net", name).exists()
+
+
+def netns_exists(name: str) -> bool:
+    return (NETNS_DIR / name).exists()
+
+
+def check_subnet(cfg: TwinConfig) -> None:
+    """Refuse a subnet that overlaps a route or address the machine already has.
+
+    Routes through the twin's own bridge are ignored (a leftover of this same twin is cleaned
+    before up). The default route overlaps everything and is not a conflict.
+    """
+    routes = json.loads(ip("-j", "-4", "route", "show", "table", "all").stdout or "[]")
+    for r in routes:
+        dst = r.get("dst", "")
+        if dst in ("default", "") or r.get("dev") == cfg.bridge or r.get("type") in ("broadcast",):
+            continue
+        try:
+            net = ipaddress.ip_network(dst if "/" in dst else f"{dst}/32", strict=False)
+        except ValueError:
+            continue
+        if net.version == 4 and net.overlaps(cfg.subnet) and not net.is_loopback:
+            raise TwinError(
+                f"subnet {cfg.subnet} overlaps the existing route {dst} dev {r.get('dev', '?')}: "
+                "choose another with --subnet or LABTWIN_SUBNET (e.g. 10.213.30.0/24)")
+
+
+def create_bridge(cfg: TwinConfig) -> None:
+    ip("link", "add", cfg.bridge, "type", "bridge")
+    ip("addr", "add", f"{cfg.bridge_address}/{cfg.subnet.prefixlen}", "dev", cfg.bridge)
+    ip("link", "set", cfg.bridge, "up")
+
+
+def create_host_net(cfg: TwinConfig, host: HostSpec) -> None:
+    """netns with eth0 (veth peer on the bridge), lo, the subnet route and host-gw pod routes."""
+    ns, veth = cfg.netns(host), cfg.veth(host)
+    ip("netns", "add", ns)
+    ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+    ip("link", "set", veth, "master", cfg.bridge, "up")
+    ip("-n", ns, "addr", "add", f"{host.address}/{cfg.subnet.prefixlen}", "dev", "eth0")
+    ip("-n", ns, "link", "set", "lo", "up")
+    ip("-n", ns, "link", "set", "eth0", "up")
+    # No default route: the only way out is the bridge subnet (connected route) and pod CIDRs.
+    for other in cfg.hosts:
+        if other is not host and other.pod_cidr is not None:
+            ip("-n", ns, "route", "add", str(other.pod_cidr), "via", str(other.address))
+
+
+def delete_network(cfg: TwinConfig) -> None:
+    """Idempotent: removing a netns removes its veth pair; then the bridge."""
+    for host in cfg.hosts:
+        if link_exists(cfg.veth(host)):
+            ip("link", "del", cfg.veth(host), check=False)
+        if netns_exists(cfg.netns(host)):
+            ip("netns", "del", cfg.netns(host))
+    if link_exists(cfg.bridge):
+        ip("link", "del", cfg.bridge)
+
+
+def leftovers(cfg: TwinConfig) -> list[str]:
+    found = [f"netns {cfg.netns(h)}" for h in cfg.hosts if netns_exists(cfg.netns(h))]
+    found += [f"link {n}" for n in [cfg.bridge, *(cfg.veth(h) for h in cfg.hosts)] if link_exists(n)]
+    return found
