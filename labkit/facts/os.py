@@ -1,0 +1,147 @@
+"""Facts about the host's operating system: OS family, files, packages, commands."""
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from labkit.facts.base import Fact, FactResult
+
+ABSENT_EXIT = 3  # exit code our file-reading commands use for "no such file"
+
+RHEL_IDS = {"rhel", "centos", "rocky", "almalinux", "fedora", "ol", "amzn"}
+DEBIAN_IDS = {"debian", "ubuntu", "raspbian", "linuxmint"}
+
+
+def parse_os_release(text: str) -> dict:
+    values = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, raw = line.partition("=")
+        try:
+            parts = shlex.split(raw)
+        except ValueError:
+            parts = [raw.strip("'\"")]
+        values[key.strip()] = parts[0] if parts else ""
+    return values
+
+
+def os_family(values: dict) -> str:
+    ids = {values.get("ID", "").lower()} | set(values.get("ID_LIKE", "").lower().split())
+    if ids & RHEL_IDS:
+        return "rhel"
+    if ids & DEBIAN_IDS:
+        return "debian"
+    return "unknown"
+
+
+class OsRelease(Fact):
+    """/etc/os-release -> {id, version_id, name, family}; family is rhel | debian | unknown."""
+
+    command = "cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release"
+
+    def process(self, result: FactResult) -> dict:
+        values = parse_os_release(result.stdout)
+        return {
+            "id": values.get("ID", "").lower(),
+            "id_like": values.get("ID_LIKE", "").lower().split(),
+            "version_id": values.get("VERSION_ID", ""),
+            "name": values.get("PRETTY_NAME") or values.get("NAME", ""),
+            "family": os_family(values),
+        }
+
+
+@dataclass(frozen=True)
+class FileContent(Fact):
+    """A text file's content, or None when the file does not exist."""
+
+    path: str
+    ok_exit_codes = (0, ABSENT_EXIT)
+    sudo = True
+
+    def build(self) -> str:
+        p = shlex.quote(self.path)
+        return f"[ -e {p} ] || exit {ABSENT_EXIT}; cat {p}"
+
+    def process(self, result: FactResult) -> str | None:
+        if result.exited == ABSENT_EXIT:
+            return None
+        return result.stdout
+
+
+@dataclass(frozen=True)
+class DirExists(Fact):
+    path: str
+
+    ok_exit_codes = (0, 1)
+
+    def build(self) -> str:
+        return f"test -d {shlex.quote(self.path)}"
+
+    def process(self, result: FactResult) -> bool:
+        return result.exited == 0
+
+
+def _names(names) -> tuple[str, ...]:
+    names = tuple(names)
+    for n in names:
+        # Package and command names: letters, digits and .+-_ only (they reach a shell).
+        if not n or not all(c.isalnum() or c in ".+-_" for c in n):
+            raise ValueError(f"invalid package or command name: {n!r}")
+    return names
+
+
+@dataclass(frozen=True)
+class InstalledPackages(Fact):
+    """Which of ``names`` are installed (dpkg or rpm) -> {name: bool}."""
+
+    names: tuple[str, ...]
+
+    def build(self) -> str:
+        checks = []
+        for n in _names(self.names):
+            qn = shlex.quote(n)
+            checks.append(
+                f"if dpkg-query -W -f='${{Status}}' {qn} 2>/dev/null | grep -q 'ok installed' "
+                f"|| rpm -q {qn} >/dev/null 2>&1; then echo {qn} yes; else echo {qn} no; fi"
+            )
+        return "; ".join(checks)
+
+    def process(self, result: FactResult) -> dict[str, bool]:
+        out = {}
+        for line in result.stdout.splitlines():
+            parts = line.split()
+            if len(parts) == 2:
+                out[parts[0]] = parts[1] == "yes"
+        return out
+
+
+@dataclass(frozen=True)
+class Which(Fact):
+    """Paths of commands on PATH -> {name: path or None}."""
+
+    names: tuple[str, ...]
+
+    def build(self) -> str:
+        return "; ".join(
+            f"printf '%s %s\\n' {shlex.quote(n)} \"$(command -v {shlex.quote(n)} || echo -)\""
+            for n in _names(self.names)
+        )
+
+    def process(self, result: FactResult) -> dict[str, str | None]:
+        out = {}
+        for line in result.stdout.splitlines():
+            name, _, path = line.partition(" ")
+            out[name] = None if path in ("", "-") else path
+        return out
+
+
+class Whoami(Fact):
+    """The login user and whether it may become root (for doctor)."""
+
+    command = "id -un; id -u"
+
+    def process(self, result: FactResult) -> dict:
+        lines = result.stdout.split()
+        return {"user": lines[0] if lines else "", "uid": int(lines[1]) if len(lines) > 1 else -1}
