@@ -1,0 +1,148 @@
+"""NFS server (kernel nfsd or userspace nfs-ganesha) and NFS client packages.
+
+Both server paths manage only labkit's own export: one line in /etc/exports
+(kernel) or one EXPORT block between marker comments in ganesha.conf, leaving
+every other export as it was.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+from typing import Iterator
+
+from labkit.errors import OperationError
+from labkit.facts.nfs import EXPORTS, GANESHA_CONF
+from labkit.operations.base import Command, PutFile
+from labkit.operations.packages import enable_and_start, install
+
+KERNEL_PACKAGES = {"rhel": ["nfs-utils", "rpcbind"], "debian": ["nfs-kernel-server"]}
+KERNEL_SERVICES = {"rhel": ["rpcbind", "nfs-server"], "debian": ["rpcbind", "nfs-kernel-server"]}
+CLIENT_PACKAGES = {"rhel": ["nfs-utils"], "debian": ["nfs-common"]}
+GANESHA_PACKAGES = ["nfs-ganesha", "nfs-ganesha-vfs"]
+GANESHA_SERVICES = ["rpcbind", "nfs-ganesha"]
+
+
+def _family_packages(table: dict, family: str, what: str) -> list[str]:
+    if family not in table:
+        raise OperationError(f"unknown OS family for {what}: install it by hand (RHEL: nfs-utils; "
+                             "Debian/Ubuntu: nfs-kernel-server / nfs-common)")
+    return table[family]
+
+
+# ---------------------------------------------------------------- kernel nfsd
+
+
+def export_line(path: str, clients: str, options: list[str]) -> str:
+    return f"{path} {clients}({','.join(options)})"
+
+
+def merge_exports(text: str | None, path: str, line: str) -> str:
+    """/etc/exports with exactly one line for ``path`` (ours); other lines untouched."""
+    out, placed = [], False
+    for existing in (text or "").splitlines():
+        fields = existing.split()
+        if fields and not existing.lstrip().startswith("#") and fields[0] == path:
+            if not placed:
+                out.append(line)
+                placed = True
+            continue
+        out.append(existing)
+    if not placed:
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def kernel_server(*, export: str, clients: str, options: list[str], family: str, nfsd: dict,
+                  installed: dict, services: dict, exports: str | None,
+                  export_exists: bool) -> Iterator[Command | PutFile]:
+    if not nfsd["available"]:
+        raise OperationError(
+            "this host has no kernel NFS server (no nfsd in /proc/filesystems, no /proc/fs/nfsd, no nfsd "
+            "module): it is a container or a VM without nfsd. Set `nfs.server: ganesha` in the inventory "
+            "to serve the export with userspace nfs-ganesha instead")
+    yield from install(family, _family_packages(KERNEL_PACKAGES, family, "the NFS server"), installed)
+    if not export_exists:
+        yield Command(f"mkdir -p {shlex.quote(export)}", description=f"create {export}")
+    new = merge_exports(exports, export, export_line(export, clients, options))
+    exports_changed = new != (exports or "")
+    if exports_changed:
+        yield PutFile(EXPORTS, new, description=f"export {export_line(export, clients, options)}")
+    for unit in KERNEL_SERVICES[family]:
+        yield from enable_and_start(unit, services.get(unit, {}))
+    if exports_changed:
+        yield Command("exportfs -ra", description="reload exports")
+
+
+# ---------------------------------------------------------------- nfs-ganesha
+
+
+def _markers(path: str) -> tuple[str, str]:
+    return f"# BEGIN labkit export {path}", f"# END labkit export {path}"
+
+
+def _export_ids(text: str) -> list[int]:
+    return [int(m) for m in re.findall(r"(?im)^\s*Export_Id\s*=\s*(\d+)\s*;", text)]
+
+
+def ganesha_block(path: str, clients: str, options: list[str], export_id: int) -> str:
+    begin, end = _markers(path)
+    access = "RO" if "ro" in options else "RW"
+    squash = ("No_Root_Squash" if "no_root_squash" in options else
+              "All_Squash" if "all_squash" in options else "Root_Squash")
+    lines = [
+        begin,
+        "EXPORT {",
+        f"\tExport_Id = {export_id};",
+        f'\tPath = "{path}";',
+        f'\tPseudo = "{path}";',
+        "\tProtocols = 3, 4;",
+        "\tTransports = TCP;",
+        "\tSecType = sys;",
+        f"\tSquash = {squash};",
+    ]
+    if clients == "*":
+        lines.append(f"\tAccess_Type = {access};")
+    else:
+        # Only the listed clients get access; everyone else none.
+        lines += ["\tAccess_Type = None;", "\tCLIENT {", f"\t\tClients = {clients};",
+                  f"\t\tAccess_Type = {access};", "\t}"]
+    lines += ["\tFSAL {", "\t\tName = VFS;", "\t}", "}", end]
+    return "\n".join(lines) + "\n"
+
+
+def merge_ganesha(text: str | None, path: str, clients: str, options: list[str]) -> str:
+    """ganesha.conf with labkit's EXPORT block for ``path`` replaced or appended; the rest kept."""
+    text = text or ""
+    begin, end = _markers(path)
+    pattern = re.compile(re.escape(begin) + r"\n.*?" + re.escape(end) + r"\n?", re.S)
+    found = pattern.search(text)
+    if found:
+        ids = _export_ids(found.group(0))
+        others = _export_ids(text[: found.start()] + text[found.end():])
+        export_id = ids[0] if ids and ids[0] not in others else max([0, *others]) + 1
+        block = ganesha_block(path, clients, options, export_id)
+        return text[: found.start()] + block + text[found.end():]
+    export_id = max([0, *_export_ids(text)]) + 1
+    sep = "" if not text or text.endswith("\n\n") else ("\n" if text.endswith("\n") else "\n\n")
+    return text + sep + ganesha_block(path, clients, options, export_id)
+
+
+def ganesha_server(*, export: str, clients: str, options: list[str], family: str, installed: dict,
+                   services: dict, conf: str | None, export_exists: bool) -> Iterator[Command | PutFile]:
+    yield from install(family, GANESHA_PACKAGES, installed)
+    if not export_exists:
+        yield Command(f"mkdir -p {shlex.quote(export)}", description=f"create {export}")
+    new = merge_ganesha(conf, export, clients, options)
+    changed = new != (conf or "")
+    if changed:
+        yield PutFile(GANESHA_CONF, new, description=f"EXPORT {export} ({clients})")
+    # rpcbind first: ganesha registers NFSv3 and MOUNT with it at start.
+    yield from enable_and_start("rpcbind", services.get("rpcbind", {}))
+    yield from enable_and_start("nfs-ganesha", services.get("nfs-ganesha", {}), restart=changed)
+
+
+# ---------------------------------------------------------------- clients
+
+
+def client(*, family: str, installed: dict) -> Iterator[Command]:
+    yield from install(family, _family_packages(CLIENT_PACKAGES, family, "the NFS client"), installed)
