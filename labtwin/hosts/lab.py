@@ -57,6 +57,19 @@ def init_pid(cfg: TwinConfig, h: HostSpec) -> int | None:
 
 
 # --- down -----------------------------------------------------------------------------------
+def _reap(pid: int) -> None:
+    """Collect the exit status of an `unshare` this very process started (else a zombie lingers)."""
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return  # not our child: its parent or init reaps it
+        if done:
+            return
+        time.sleep(0.01)
+
+
 def _mounts_under(path: Path) -> list[str]:
     out = []
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
@@ -77,6 +90,8 @@ def down(cfg: TwinConfig) -> list[str]:
             e = roles.get(role)
             if e and hostmod.kill_pid(e["pid"], e["start"]):
                 did.append(f"killed {hname} {role} {e['pid']}")
+            if e:
+                _reap(e["pid"])
     # 2. Anything left in the twin's own cgroups (e.g. after a crash lost pids.json).
     deadline = time.monotonic() + 5
     while (pids := hostmod.twin_cgroup_pids(cfg)) and time.monotonic() < deadline:

@@ -1,0 +1,78 @@
+"""Shared fixtures. `twin`: a running labtwin for the session (tests/twin, tests/e2e).
+
+Instance: env LABTWIN_NAME (default "lttest", so tests never take down a developer's
+`labtwin`), LABTWIN_STATE, LABTWIN_SUBNET (default 10.213.29.0/24), LABTWIN_KUBE=1/0.
+LABTWIN_REUSE=1 reuses that instance when it is already up and healthy. Torn down at the end
+of the session in every case.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+TEST_TWIN_NAME = "lttest"
+TEST_TWIN_SUBNET = "10.213.29.0/24"
+
+
+@dataclass
+class Twin:
+    cfg: object  # labtwin.hosts.config.TwinConfig
+
+    @property
+    def inventory_path(self) -> Path:
+        return self.cfg.inventory_path
+
+    @property
+    def state_dir(self) -> Path:
+        return self.cfg.state_dir
+
+    @property
+    def hosts(self) -> dict[str, str]:
+        """name -> address"""
+        return {h.name: str(h.address) for h in self.cfg.hosts}
+
+    def init_pid(self, host: str) -> int:
+        from labtwin.hosts import lab
+
+        pid = lab.init_pid(self.cfg, self.cfg.host(host))
+        if pid is None:
+            raise RuntimeError(f"twin host {host} is not running")
+        return pid
+
+    def ssh(self, host: str, cmd: str, timeout: float = 60) -> tuple[int, str, str]:
+        """Run `cmd` with /bin/sh inside `host` (nsenter into its namespaces; not SSH, not labkit)."""
+        from labtwin.hosts.host import run_in
+
+        return run_in(self.init_pid(host), cmd, timeout=timeout)
+
+
+def twin_config(name: str | None = None, subnet: str | None = None, state: str | None = None):
+    from labtwin.hosts.config import TwinConfig
+    from labtwin.hosts.kube_units import KUBE_DEFAULT
+
+    kube_env = os.environ.get("LABTWIN_KUBE")
+    return TwinConfig.from_env(
+        name=name or os.environ.get("LABTWIN_NAME") or TEST_TWIN_NAME,
+        state=state or os.environ.get("LABTWIN_STATE"),
+        subnet=subnet or os.environ.get("LABTWIN_SUBNET") or TEST_TWIN_SUBNET,
+        kube=KUBE_DEFAULT if kube_env is None else kube_env == "1")
+
+
+@pytest.fixture(scope="session")
+def twin():
+    if os.geteuid() != 0:
+        pytest.fail("the twin needs root (namespaces, mounts, cgroups): run the tests as root")
+    from labtwin.hosts import lab
+
+    cfg = twin_config()
+    reuse = os.environ.get("LABTWIN_REUSE") == "1" and lab.is_up(cfg)
+    try:
+        if not reuse:
+            lab.down(cfg)  # a fresh twin, whatever was there
+            lab.up(cfg)
+        yield Twin(cfg)
+    finally:
+        lab.down(cfg)
