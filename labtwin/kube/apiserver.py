@@ -629,6 +629,12 @@ class Handler(BaseHTTPRequestHandler):
     def _json_body(self) -> dict:
         raw = self._body()
         ctype = (self.headers.get("Content-Type") or "application/json").split(";")[0]
+        if ctype not in ("application/json", "application/yaml", "*/*", ""):
+            # protobuf (and CBOR) need the Go schemas; like a server without them, say 415 so
+            # client-go falls back to JSON
+            raise StatusError(415, "UnsupportedMediaType", f'the body of the request was in an '
+                              f'unknown format - accepted media types include: '
+                              f'application/json, application/yaml')
         try:
             if "yaml" in ctype:
                 return yaml.safe_load(raw.decode() or "{}")

@@ -284,8 +284,13 @@ def _check_containers(inv: Invalid, spec: dict, field: str) -> None:
 
 def _check_selector_template(inv: Invalid, spec: dict, kind: str) -> None:
     sel = spec.get("selector")
+    labels = (spec.get("template", {}).get("metadata") or {}).get("labels") or {}
     if sel is None:
+        # a nil selector selects nothing, so the template cannot match it either (as real)
         inv.add("FieldValueRequired", "spec.selector", "Required value")
+        inv.add("FieldValueInvalid", "spec.template.metadata.labels",
+                f"Invalid value: {_go_map(labels)}: `selector` does not match template "
+                "`labels`")
         return
     reqs = selector_from_label_selector(sel)
     if not reqs:
@@ -293,7 +298,6 @@ def _check_selector_template(inv: Invalid, spec: dict, kind: str) -> None:
                 f"Invalid value: {_selector_text(sel)}: empty selector is invalid for "
                 f"{'statefulset' if kind == 'StatefulSet' else 'deployment'}")
         return
-    labels = (spec.get("template", {}).get("metadata") or {}).get("labels") or {}
     if not labels_match(reqs, labels):
         inv.add("FieldValueInvalid", "spec.template.metadata.labels",
                 f"Invalid value: {_go_map(labels)}: `selector` does not match template "
