@@ -90,12 +90,17 @@ def targets(pvcs, pvs, contents: dict[int, str], claim_prefix: str,
     return out
 
 
-def write_command(targets: list[Target], local_export: str, script: Path = SCRIPT) -> Command | None:
-    """One command writing every target (None when there are none). Runs as root on the NFS server."""
+def write_command(targets: list[Target], local_export: str, *, check: bool = False, if_missing: bool = False,
+                  script: Path = SCRIPT) -> Command | None:
+    """One command writing every target (None when there are none). Runs as root on the NFS server.
+
+    ``check``: report what would be written, write nothing (plan mode).
+    ``if_missing``: only directories without an index.html get content (new replicas).
+    """
     if not targets:
         return None
     validate.abs_path(local_export)
-    args = [local_export]
+    args = ["--check"] * check + ["--if-missing"] * if_missing + [local_export]
     for t in targets:
         if "\0" in t.content:
             raise OperationError(f"content for {t.pvc} contains a NUL byte")
@@ -105,7 +110,7 @@ def write_command(targets: list[Target], local_export: str, script: Path = SCRIP
     # sh -c SCRIPT NAME ARGS...: $0 is NAME, the pairs are $1.. ; every piece is quoted.
     command = "sh -c " + shlex.quote(text) + " write-content " + " ".join(shlex.quote(a) for a in args)
     return Command(command, sudo=True,
-                   description=f"write index.html into {len(targets)} PV director{'y' if len(targets) == 1 else 'ies'}")
+                   description=("check" if check else "write") + f" index.html in {len(targets)} PV director{'y' if len(targets) == 1 else 'ies'}")
 
 
 def parse(stdout: str) -> list[WriteResult]:
@@ -124,9 +129,10 @@ def parse(stdout: str) -> list[WriteResult]:
 
 
 def summarize(targets: list[Target], results: list[WriteResult]) -> dict[str, list]:
-    """{'written': [...], 'unchanged': [...], 'error': [(dir, msg)], 'missing': [dirs without a report]}."""
+    """{'written': [...], 'unchanged': [...], 'would write': [...], 'kept': [...],
+    'error': [(dir, msg)], 'missing': [dirs without a report]}."""
     got = {r.directory: r for r in results}
-    summary = {"written": [], "unchanged": [], "error": [], "missing": []}
+    summary = {"written": [], "unchanged": [], "would write": [], "kept": [], "error": [], "missing": []}
     for t in targets:
         r = got.get(t.directory)
         if r is None:

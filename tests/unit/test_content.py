@@ -178,3 +178,23 @@ def test_parse_bad_line():
     with pytest.raises(OperationError, match="not JSON"):
         content.parse('{"dir": broken\n')
     assert content.parse("sudo: some banner\n") == []
+
+
+def test_check_mode_writes_nothing(export):
+    ts = make_targets(export, 3)
+    run(content.write_command(ts[:1], str(export)))
+    r = run(content.write_command(ts, str(export), check=True))
+    s = content.summarize(ts, content.parse(r.stdout))
+    assert s["unchanged"] == [ts[0].directory]
+    assert s["would write"] == [ts[1].directory, ts[2].directory]
+    assert not (Path(ts[1].directory) / "index.html").exists()
+
+
+def test_if_missing_gives_content_only_to_new_replicas(export):
+    ts = make_targets(export, 3)
+    old = Path(ts[0].directory) / "index.html"
+    old.write_text("Version: --v1\n")
+    v2 = [content.Target(t.ordinal, t.pvc, t.pv, t.directory, "Version: --v2\n") for t in ts]
+    s = content.summarize(v2, content.parse(run(content.write_command(v2, str(export), if_missing=True)).stdout))
+    assert s["kept"] == [ts[0].directory] and s["written"] == [ts[1].directory, ts[2].directory]
+    assert old.read_text() == "Version: --v1\n"
