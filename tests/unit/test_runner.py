@@ -1,0 +1,137 @@
+"""labkit.runner: facts read in one batch, plan, plan mode changes nothing, apply, per-host results."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from labkit import runner
+from labkit.errors import HostError, HostsFailed, OperationError
+from labkit.facts.base import Fact, FactResult
+from labkit.facts.os import DirExists, FileContent
+from labkit.operations.base import Command, PutFile
+from labkit.remote import RunResult
+
+
+class LocalHost:
+    """A HostConnection stand-in that runs commands in the local sh (no SSH)."""
+
+    def __init__(self, name, fail_on=None):
+        self.name = name
+        self.sent: list[str] = []
+        self.puts: list[tuple[str, str]] = []
+        self.fail_on = fail_on
+
+    def run(self, command, *, sudo=False, ok_exit_codes=(0,), timeout=None, check=True):
+        self.sent.append(command)
+        if self.fail_on and self.fail_on in command:
+            raise HostError(self.name, f"command exited 1: {command}: boom")
+        p = subprocess.run(["sh", "-c", command], capture_output=True, text=True)
+        r = RunResult(self.name, command, p.stdout, p.stderr, p.returncode)
+        if check and r.exited not in ok_exit_codes:
+            raise HostError(self.name, f"command exited {r.exited}")
+        return r
+
+    def put_text(self, path, content, *, mode=0o644, backup_suffix=".labkit.bak"):
+        self.puts.append((path, content))
+
+
+class Echo(Fact):
+    def __init__(self, text, code=0, ok=(0,)):
+        self.text, self.code, self.ok_exit_codes = text, code, ok
+
+    def build(self):
+        return f"printf %s '{self.text}'; echo oops >&2; exit {self.code}"
+
+    def process(self, result: FactResult):
+        return (result.stdout, result.stderr.strip(), result.exited)
+
+
+def test_batch_reads_every_fact_in_one_command_with_exact_output(tmp_path):
+    (tmp_path / "f").write_text("line1\n\nline3")  # no trailing newline, blank line kept
+    h = LocalHost("master")
+    got = runner.gather(h, {"file": FileContent(str(tmp_path / "f")), "missing": FileContent(str(tmp_path / "nope")),
+                            "dir": DirExists(str(tmp_path)), "echo": Echo("a b", code=4, ok=(4,))})
+    assert got == {"file": "line1\n\nline3", "missing": None, "dir": True, "echo": ("a b", "oops", 4)}
+    assert len(h.sent) == 1
+
+
+def test_a_fact_exiting_badly_names_the_fact_or_is_tolerated():
+    h = LocalHost("node01")
+    with pytest.raises(HostError) as exc:
+        runner.gather(h, {"x": Echo("", code=2)})
+    assert str(exc.value) == "node01: reading Echo failed (exit 2): oops"
+    got = runner.gather(h, {"x": Echo("", code=2), "y": Echo("fine")}, tolerant=True)
+    assert isinstance(got["x"], runner.FactError) and not got["x"] and got["y"][0] == "fine"
+
+
+def test_parse_batch_rejects_garbage():
+    with pytest.raises(ValueError):
+        runner.parse_batch("no markers", 1, "tok")
+
+
+def make_steps(path_exists: bool):
+    def plan(f):
+        if not f["exists"]:
+            yield Command("mkdir -p /srv/x", description="create /srv/x")
+            yield PutFile("/srv/x/conf", "a=1\n", description="conf")
+
+    return [runner.Step("thing", {"exists": Echo("yes" if path_exists else "")}, lambda f: plan({"exists": f["exists"][0]}))]
+
+
+def test_plan_mode_sends_only_fact_reads_and_changes_nothing():
+    hosts = {"master": LocalHost("master"), "node01": LocalHost("node01")}
+    report = runner.run(hosts, {"master": make_steps(False), "node01": make_steps(True)}, title="t", plan_only=True)
+    assert [len(h.sent) for h in hosts.values()] == [1, 1]  # the one fact batch each
+    assert all(h.puts == [] for h in hosts.values())
+    assert report.changed_hosts == ["master"]
+    assert [type(c).__name__ for c in report.hosts["master"].plans[0].changes] == ["Command", "PutFile"]
+    assert report.hosts["node01"].plans[0].no_change
+
+
+def test_apply_runs_changes_in_order_and_reports_no_change():
+    hosts = {"master": LocalHost("master"), "node01": LocalHost("node01")}
+    report = runner.run(hosts, {"master": make_steps(False), "node01": make_steps(True)}, title="t")
+    assert hosts["master"].sent[1:] == ["mkdir -p /srv/x"] and hosts["master"].puts == [("/srv/x/conf", "a=1\n")]
+    assert len(hosts["node01"].sent) == 1
+    assert report.hosts["master"].applied == [("thing", "changed", "2 change(s)")]
+    assert report.hosts["node01"].applied == [("thing", "no change", "")]
+    assert report.failures == {}
+
+
+def test_failing_host_is_named_and_others_still_applied():
+    hosts = {"master": LocalHost("master", fail_on="mkdir"), "node01": LocalHost("node01"), "node02": LocalHost("node02")}
+    steps = {n: make_steps(False) for n in hosts}
+    report = runner.run(hosts, steps, title="setup-x")
+    assert report.failures == {"master": "thing: create /srv/x: command exited 1: mkdir -p /srv/x: boom"}
+    assert hosts["node01"].puts and hosts["node02"].puts
+    with pytest.raises(HostsFailed) as exc:
+        report.raise_for_failures()
+    assert "setup-x failed on master" in str(exc.value)
+
+
+def test_operation_error_fails_only_that_host_at_plan_time():
+    def bad(f):
+        raise OperationError("no nfsd here: set nfs.server: ganesha")
+        yield  # pragma: no cover
+
+    hosts = {"master": LocalHost("master"), "node01": LocalHost("node01")}
+    report = runner.run(hosts, {"master": [runner.Step("nfs", {}, bad)], "node01": make_steps(False)}, title="t")
+    assert report.failures == {"master": "nfs: no nfsd here: set nfs.server: ganesha"}
+    assert hosts["node01"].puts == [("/srv/x/conf", "a=1\n")]
+
+
+def test_hosts_without_steps_are_not_contacted():
+    hosts = {"master": LocalHost("master"), "node01": LocalHost("node01")}
+    runner.run(hosts, {"master": make_steps(True), "node01": []}, title="t")
+    assert hosts["node01"].sent == []
+
+
+def test_non_tty_output_is_one_plain_line_per_host_step(capsys):
+    hosts = {"master": LocalHost("master"), "node01": LocalHost("node01")}
+    runner.run(hosts, {"master": make_steps(False), "node01": make_steps(True)}, title="t")
+    out = capsys.readouterr().out
+    assert "master  plan: would change - 2 change(s)" in out
+    assert "node01  plan: no change" in out
+    assert "master  apply: changed" in out
+    assert "  node01  thing  no change" in out

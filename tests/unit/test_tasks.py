@@ -1,0 +1,98 @@
+"""tasks.py: typed options, inventory resolution (-i, config lab.inventory, INVOKE_LAB_INVENTORY),
+preconditions before any host is touched, LabkitError -> clean Exit(code=1)."""
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+from invoke import Config, Exit, MockContext, Program
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+tasks = importlib.import_module("tasks")
+
+from labkit import flows  # noqa: E402
+from labkit.errors import HostsFailed  # noqa: E402
+
+
+@pytest.fixture
+def inventory(tmp_path):
+    key = tmp_path / "id_ed25519"
+    key.write_text("not used\n")
+    text = (ROOT / "hosts.yaml").read_text().replace("key: ~/.ssh/id_ed25519", f"key: {key}")
+    path = tmp_path / "lab.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    seen = []
+    for name in ("setup_registry", "setup_nfs", "build_images"):
+        monkeypatch.setattr(flows, name, lambda inv, plan=False, _n=name: seen.append((_n, inv, plan)))
+    monkeypatch.setattr(flows, "doctor", lambda inv: seen.append(("doctor", inv, None)))
+    return seen
+
+
+def ctx(**lab):
+    return MockContext(config=Config(defaults=tasks.ns.configuration(), overrides={"lab": lab} if lab else None))
+
+
+@pytest.mark.parametrize("task, flow", [(tasks.setup_registry, "setup_registry"), (tasks.setup_nfs, "setup_nfs"),
+                                        (tasks.build_images, "build_images")])
+def test_host_tasks_pass_inventory_and_plan(task, flow, inventory, calls):
+    task(ctx(), inventory=str(inventory), plan=True)
+    (name, inv, plan), = calls
+    assert (name, plan) == (flow, True)
+    assert inv.registry_address == "192.168.20.6:5000" and inv.path == str(inventory)
+
+
+def test_inventory_from_config_when_no_option(inventory, calls):
+    tasks.doctor(ctx(inventory=str(inventory)))
+    assert calls[0][1].path == str(inventory)
+
+
+def test_inventory_env_var_overrides_the_default(inventory, calls, monkeypatch, tmp_path):
+    monkeypatch.setenv("INVOKE_LAB_INVENTORY", str(inventory))
+    monkeypatch.chdir(tmp_path)
+    Program(namespace=tasks.ns).run(["invoke", "setup-nfs", "--plan"], exit=False)
+    assert calls == [("setup_nfs", calls[0][1], True)] and calls[0][1].path == str(inventory)
+
+
+def test_missing_inventory_is_a_clean_exit_before_any_host(calls, tmp_path):
+    with pytest.raises(Exit) as exc:
+        tasks.setup_registry(ctx(), inventory=str(tmp_path / "nope.yaml"))
+    assert exc.value.code == 1 and "nope.yaml: file not found" in str(exc.value.message)
+    assert calls == []
+
+
+def test_missing_ssh_key_is_refused_before_any_host(inventory, calls):
+    inventory.write_text(inventory.read_text().replace(str(inventory.parent / "id_ed25519"), "/nonexistent/key"))
+    with pytest.raises(Exit) as exc:
+        tasks.setup_nfs(ctx(), inventory=str(inventory))
+    assert "ssh.key: /nonexistent/key does not exist" in exc.value.message
+    assert calls == []
+
+
+def test_hosts_failed_becomes_exit_1_with_the_host_named(inventory, monkeypatch):
+    def boom(inv, plan=False):
+        raise HostsFailed("setup-registry", {"node02": "cannot connect to 192.168.20.8:22"})
+
+    monkeypatch.setattr(flows, "setup_registry", boom)
+    with pytest.raises(Exit) as exc:
+        tasks.setup_registry(ctx(), inventory=str(inventory))
+    assert exc.value.code == 1
+    assert exc.value.message == ("labkit: setup-registry failed on node02 "
+                                 "(node02: cannot connect to 192.168.20.8:22)")
+
+
+def test_list_and_help_document_the_tasks(capsys):
+    Program(namespace=tasks.ns).run(["invoke", "--list"], exit=False)
+    out = capsys.readouterr().out
+    for name in ("setup-registry", "setup-nfs", "build-images", "doctor"):
+        assert name in out
+    Program(namespace=tasks.ns).run(["invoke", "--help", "setup-nfs"], exit=False)
+    out = capsys.readouterr().out
+    assert "-i STRING, --inventory=STRING" in out and "-p, --plan" in out
