@@ -1,6 +1,8 @@
 """Lifecycle: up / down / status of a whole twin. Everything started is tracked by PID."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -79,9 +81,23 @@ def _mounts_under(path: Path) -> list[str]:
     return sorted(out, key=len, reverse=True)
 
 
+@contextlib.contextmanager
+def _locked(cfg: TwinConfig):
+    """One lifecycle operation per twin at a time (the lock lives in the kept cache dir)."""
+    cfg.cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(cfg.cache_dir / "lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
 def down(cfg: TwinConfig) -> list[str]:
     """Remove everything of the twin except the image cache. Idempotent. Returns what it did."""
     require_root()
+    with _locked(cfg):
+        return _down(cfg)
+
+
+def _down(cfg: TwinConfig) -> list[str]:
     did = []
     # 1. The processes the twin started, by PID: PID 1 of each host first (unshare ignores
     #    SIGTERM; killing a PID namespace's init kills everything in it), then unshare.
@@ -96,7 +112,8 @@ def down(cfg: TwinConfig) -> list[str]:
     deadline = time.monotonic() + 5
     while (pids := hostmod.twin_cgroup_pids(cfg)) and time.monotonic() < deadline:
         for pid in pids:
-            hostmod.kill_pid(pid, None)
+            if hostmod.kill_pid(pid, None):
+                did.append(f"killed {pid} (in the twin's cgroups)")
         time.sleep(0.02)
     hostmod.remove_cgroups(cfg)
     # 3. Network (netns removal takes the veth pair with it), then the bridge.
@@ -150,19 +167,24 @@ def is_up(cfg: TwinConfig) -> bool:
 
 def up(cfg: TwinConfig) -> UpResult:
     require_root()
+    with _locked(cfg):
+        return _up(cfg)
+
+
+def _up(cfg: TwinConfig) -> UpResult:
     t0 = time.monotonic()
     if cfg.kube:
         kube_units.require_modules()
     saved = _read_config(cfg)
     if saved == _config_record(cfg) and is_up(cfg):
         return UpResult(time.monotonic() - t0, True, False)
-    down(cfg)  # leftovers of a crash, or a twin with other settings
-    network.check_subnet(cfg)
+    network.check_subnet(cfg)  # before touching anything (routes of this twin's bridge excluded)
+    _down(cfg)  # leftovers of a crash, or a twin with other settings
     built = images.ensure_built(cfg)
     try:
         _start(cfg)
     except BaseException:
-        down(cfg)  # never leave half a twin behind
+        _down(cfg)  # never leave half a twin behind
         raise
     return UpResult(time.monotonic() - t0, False, built)
 
