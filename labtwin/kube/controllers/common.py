@@ -6,6 +6,7 @@ import datetime as _dt
 import logging
 import secrets
 import threading
+import time as _time
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,8 @@ class Recorder:
     def __init__(self, client, component: str, host: str = ""):
         self.client, self.component, self.host = client, component, host
         self._seen: dict[tuple, dict] = {}
+        self._written: dict[tuple, float] = {}
+        self.min_interval = 5.0
         self._lock = threading.Lock()
 
     def event(self, obj: dict, etype: str, reason: str, message: str) -> None:
@@ -151,9 +154,13 @@ class Recorder:
         try:
             with self._lock:
                 prev = self._seen.get(key)
+                if prev is not None:
+                    prev["count"] = prev.get("count", 1) + 1
+                    prev["lastTimestamp"] = ts
+                    if _time.monotonic() - self._written.get(key, 0) < self.min_interval:
+                        return  # counted; written with the next repeat, like the correlator's spam filter
+                    self._written[key] = _time.monotonic()
             if prev is not None:  # same event again: bump the count like the real correlator
-                prev["count"] = prev.get("count", 1) + 1
-                prev["lastTimestamp"] = ts
                 try:
                     prev = self.client.update("events", prev)
                 except Exception:
@@ -176,6 +183,7 @@ class Recorder:
             created = self.client.create("events", ev, ns)
             with self._lock:
                 self._seen[key] = created
+                self._written[key] = _time.monotonic()
         except Exception as e:  # events are best effort, as in client-go
             log.warning("event %s %s not recorded: %s", reason, message, e)
 

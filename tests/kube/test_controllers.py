@@ -1,0 +1,269 @@
+"""The controllers against the real apiserver twin on loopback, driven by the real kubectl, with a
+fake kubelet thread standing in for the nodes (it only flips pod status, as a kubelet would)."""
+from __future__ import annotations
+
+import stat
+import time
+
+import pytest
+
+from kubetwin import ApiServer, FakeKubelet, kubectl, wait_for
+from labtwin.kube.client import Client
+from labtwin.kube.controller_manager import Manager
+from labtwin.kube.controllers.provisioner import LocalDirBackend
+
+PROVISIONER = "k8s-sigs.io/nfs-subdir-external-provisioner"
+
+CLASS = f"""
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {{name: nfs-client}}
+provisioner: {PROVISIONER}
+reclaimPolicy: RECLAIM
+parameters: {{archiveOnDelete: "false"}}
+"""
+
+DEPLOYMENT = f"""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: nfs-client-provisioner, labels: {{app: nfs-client-provisioner}}}}
+spec:
+  replicas: 1
+  strategy: {{type: Recreate}}
+  selector: {{matchLabels: {{app: nfs-client-provisioner}}}}
+  template:
+    metadata: {{labels: {{app: nfs-client-provisioner}}}}
+    spec:
+      containers:
+      - name: nfs-client-provisioner
+        image: registry.k8s.io/sig-storage/nfs-subdir-external-provisioner:v4.0.2
+        env:
+        - {{name: PROVISIONER_NAME, value: {PROVISIONER}}}
+        - {{name: NFS_SERVER, value: 10.213.20.6}}
+        - {{name: NFS_PATH, value: /nfsdata}}
+        volumeMounts: [{{name: nfs-client-root, mountPath: /persistentvolumes}}]
+      volumes:
+      - {{name: nfs-client-root, nfs: {{server: 10.213.20.6, path: /nfsdata}}}}
+"""
+
+STATEFULSET = """
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web}
+spec:
+  serviceName: web
+  replicas: REPLICAS
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: 10.213.20.6:5000/web:v1
+        ports: [{containerPort: 80, name: web}]
+        volumeMounts: [{name: www, mountPath: /usr/local/apache2/htdocs}]
+  volumeClaimTemplates:
+  - metadata: {name: www}
+    spec:
+      storageClassName: nfs-client
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: 100Mi}}
+"""
+
+
+@pytest.fixture
+def lab(tmp_path):
+    api = ApiServer(tmp_path)
+    export = tmp_path / "export"
+    export.mkdir()
+    backend = LocalDirBackend({})
+    client = Client(api.url)
+    mgr = Manager(client, nfs_backend=backend, resync=2).start()
+    kubelet = FakeKubelet(client)
+
+    class Lab:
+        pass
+
+    lab = Lab()
+    lab.api, lab.client, lab.mgr, lab.kubelet, lab.export, lab.backend = api, client, mgr, kubelet, export, backend
+    lab.home = tmp_path / "home"
+    lab.kubectl = lambda *a, **kw: kubectl(api.url, lab.home, *a, **kw)
+
+    def apply(text: str):
+        f = tmp_path / f"m{time.monotonic_ns()}.yaml"
+        f.write_text(text)
+        r = lab.kubectl("apply", "-f", str(f))
+        assert r.returncode == 0, r.stderr
+    lab.apply = apply
+    lab.nfs_up = lambda: backend.exports.update({"10.213.20.6:/nfsdata": str(export)})
+    yield lab
+    kubelet.shutdown()
+    mgr.shutdown()
+    api.stop()
+
+
+def pods(lab, selector="app=web"):
+    return {p["metadata"]["name"]: p for p in lab.client.list("pods", "default", label_selector=selector)["items"]}
+
+
+def events(lab, name):
+    return [(e["reason"], e["message"]) for e in lab.client.list("events", "default")["items"]
+            if e["involvedObject"]["name"] == name]
+
+
+def sts(lab):
+    return lab.client.get("statefulsets", "web", "default")
+
+
+def test_pvc_stays_pending_without_a_running_provisioner(lab):
+    lab.nfs_up()
+    lab.apply(CLASS.replace("RECLAIM", "Retain"))
+    lab.apply(STATEFULSET.replace("REPLICAS", "2"))
+    msg = (f"Waiting for a volume to be created either by the external provisioner '{PROVISIONER}' or manually by "
+           "the system administrator. If volume creation is delayed, please verify that the provisioner is running "
+           "and correctly registered.")
+    wait_for(lambda: ("ExternalProvisioning", msg) in events(lab, "www-web-0"), what="ExternalProvisioning event")
+    wait_for(lambda: any(r == "FailedScheduling" and "pod has unbound immediate PersistentVolumeClaims" in m
+                         for r, m in events(lab, "web-0")), what="FailedScheduling")
+    time.sleep(1.5)
+    pvc = lab.client.get("persistentvolumeclaims", "www-web-0", "default")
+    assert pvc["status"]["phase"] == "Pending" and not pvc["spec"].get("volumeName")
+    assert lab.client.list("persistentvolumes")["items"] == []
+    assert list(pods(lab)) == ["web-0"]  # OrderedReady: web-1 waits for web-0
+    assert not pods(lab)["web-0"]["spec"].get("nodeName")
+    # a provisioner Deployment whose pod is not Running does not count either
+    lab.kubelet.hold.add("nfs-client-provisioner-")
+    lab.apply(DEPLOYMENT)
+    wait_for(lambda: pods(lab, "app=nfs-client-provisioner"), what="provisioner pod")
+    time.sleep(1.5)
+    assert lab.client.get("persistentvolumeclaims", "www-web-0", "default")["status"]["phase"] == "Pending"
+    # once it runs, the claim is provisioned and web-0 scheduled
+    lab.kubelet.hold.clear()
+    wait_for(lambda: lab.client.get("persistentvolumeclaims", "www-web-0", "default")["status"]["phase"] == "Bound",
+             what="claim bound once the provisioner runs")
+    wait_for(lambda: pods(lab)["web-0"]["spec"].get("nodeName") == "node01", what="web-0 scheduled")
+
+
+def test_seed_flow_order_partition_status_and_rollout_text(lab):
+    lab.nfs_up()
+    lab.apply(CLASS.replace("RECLAIM", "Retain") + "---" + DEPLOYMENT)
+    r = lab.kubectl("rollout", "status", "deployment/nfs-client-provisioner", "--timeout=30s")
+    assert r.returncode == 0 and 'deployment "nfs-client-provisioner" successfully rolled out' in r.stdout, r.stderr
+    lab.apply(STATEFULSET.replace("REPLICAS", "6"))
+    r = lab.kubectl("rollout", "status", "statefulset/web", "--timeout=60s")
+    assert r.returncode == 0, r.stderr
+    # the server defaults rollingUpdate.partition to 0, so kubectl takes its partitioned branch, as on a real cluster
+    assert "partitioned roll out complete: 6 new pods have been updated..." in r.stdout
+    assert "pods to be ready..." in r.stdout
+    ready = [n for n in lab.kubelet.ready_order if n.startswith("web-")]
+    assert ready == [f"web-{i}" for i in range(6)]
+    ps = pods(lab)
+    created = sorted(ps, key=lambda n: ps[n]["metadata"]["creationTimestamp"] + ps[n]["metadata"]["resourceVersion"].zfill(12))
+    assert created == [f"web-{i}" for i in range(6)]
+    v1 = sts(lab)["status"]["currentRevision"]
+    for i, (n, p) in enumerate(sorted(ps.items())):
+        assert p["metadata"]["labels"]["controller-revision-hash"] == v1
+        assert p["metadata"]["labels"]["apps.kubernetes.io/pod-index"] == n.split("-")[1]
+        assert p["spec"]["hostname"] == n and p["spec"]["subdomain"] == "web"
+    # every claim bound to its own provisioned PV with its own 0777 directory on the export
+    pvcs = {c["metadata"]["name"]: c for c in lab.client.list("persistentvolumeclaims", "default")["items"]}
+    assert sorted(pvcs) == sorted(f"www-web-{i}" for i in range(6))
+    for n, c in pvcs.items():
+        assert c["status"]["phase"] == "Bound"
+        pv = lab.client.get("persistentvolumes", c["spec"]["volumeName"])
+        assert pv["metadata"]["name"] == f"pvc-{c['metadata']['uid']}"
+        assert pv["spec"]["nfs"] == {"server": "10.213.20.6", "path": f"/nfsdata/default-{n}-{pv['metadata']['name']}"}
+        assert pv["spec"]["persistentVolumeReclaimPolicy"] == "Retain" and pv["status"]["phase"] == "Bound"
+        assert pv["spec"]["claimRef"]["uid"] == c["metadata"]["uid"]
+        assert pv["metadata"]["annotations"]["pv.kubernetes.io/provisioned-by"] == PROVISIONER
+        d = lab.export / f"default-{n}-{pv['metadata']['name']}"
+        assert d.is_dir() and stat.S_IMODE(d.stat().st_mode) == 0o777
+    assert ("SuccessfulCreate", "create Pod web-0 in StatefulSet web successful") in events(lab, "web")
+
+    # the seed's step 7: replicas 10, image v2, partition 4 (as one patch, like an edited manifest)
+    lab.kubelet.ready_order.clear()
+    r = lab.kubectl("patch", "statefulset", "web", "--type", "strategic", "-p",
+                    '{"spec":{"replicas":10,"updateStrategy":{"rollingUpdate":{"partition":4}},'
+                    '"template":{"spec":{"containers":[{"name":"web","image":"10.213.20.6:5000/web:v2"}]}}}}')
+    assert r.returncode == 0, r.stderr
+    r = lab.kubectl("rollout", "status", "statefulset/web", "--timeout=60s")
+    assert r.returncode == 0, r.stderr
+    assert "partitioned roll out complete: 6 new pods have been updated..." in r.stdout
+    assert [n for n in lab.kubelet.ready_order if n.startswith("web-")] == \
+        ["web-6", "web-7", "web-8", "web-9", "web-5", "web-4"]
+    assert [n for n in lab.kubelet.deleted_order if n.startswith("web-")] == ["web-5", "web-4"]
+    st = wait_for(lambda: (lambda s: s if s.get("updatedReplicas") == 6 and s.get("readyReplicas") == 10 else None)(
+        sts(lab)["status"]), what="status")
+    v2 = st["updateRevision"]
+    assert v2 != v1 and st["currentRevision"] == v1
+    assert (st["replicas"], st["currentReplicas"], st["availableReplicas"]) == (10, 4, 10)
+    assert st["observedGeneration"] == sts(lab)["metadata"]["generation"]
+    ps = pods(lab)
+    for i in range(10):
+        p = ps[f"web-{i}"]
+        want_v2 = i >= 4
+        assert (p["metadata"]["labels"]["controller-revision-hash"] == v2) == want_v2
+        assert p["spec"]["containers"][0]["image"].endswith(":v2" if want_v2 else ":v1")
+    revs = lab.client.list("controllerrevisions", "default")["items"]
+    assert sorted((r["metadata"]["name"], r["revision"]) for r in revs) == sorted([(v1, 1), (v2, 2)])
+    assert len({pv["spec"]["nfs"]["path"] for pv in lab.client.list("persistentvolumes")["items"]}) == 10
+
+    # scale down: from the highest ordinal, one at a time; claims stay
+    lab.kubelet.deleted_order.clear()
+    r = lab.kubectl("scale", "statefulset", "web", "--replicas=3")
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: sorted(pods(lab)) == ["web-0", "web-1", "web-2"], what="scale down to 3")
+    assert [n for n in lab.kubelet.deleted_order if n.startswith("web-")] == [f"web-{i}" for i in range(9, 2, -1)]
+    assert len(lab.client.list("persistentvolumeclaims", "default")["items"]) == 10
+
+
+def test_garbage_collector_removes_dependents_of_a_deleted_deployment(lab):
+    lab.nfs_up()
+    lab.apply(DEPLOYMENT)
+    wait_for(lambda: pods(lab, "app=nfs-client-provisioner"), what="provisioner pod")
+    rs = lab.client.list("replicasets", "default")["items"]
+    assert len(rs) == 1 and rs[0]["metadata"]["labels"]["pod-template-hash"]
+    assert rs[0]["metadata"]["name"] == f"nfs-client-provisioner-{rs[0]['metadata']['labels']['pod-template-hash']}"
+    r = lab.kubectl("delete", "deployment", "nfs-client-provisioner")
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: not lab.client.list("replicasets", "default")["items"], what="ReplicaSet collected")
+    wait_for(lambda: not pods(lab, "app=nfs-client-provisioner"), what="pods collected")
+
+
+def test_provisioner_retries_until_nfs_answers_and_delete_policy_removes_the_directory(lab):
+    lab.apply(CLASS.replace("RECLAIM", "Delete") + "---" + DEPLOYMENT)
+    lab.apply(STATEFULSET.replace("REPLICAS", "1"))
+    wait_for(lambda: any(r == "ProvisioningFailed" and "unable to create directory to provision new pv" in m
+                         for r, m in events(lab, "www-web-0")), what="ProvisioningFailed")
+    assert lab.client.get("persistentvolumeclaims", "www-web-0", "default")["status"]["phase"] == "Pending"
+    lab.nfs_up()  # the NFS server comes back: the queue's back-off retries
+    pvc = wait_for(lambda: (lambda c: c if c.get("status", {}).get("phase") == "Bound" else None)(
+        lab.client.get("persistentvolumeclaims", "www-web-0", "default")), timeout=30, what="claim bound")
+    pvname = pvc["spec"]["volumeName"]
+    d = lab.export / f"default-www-web-0-{pvname}"
+    assert d.is_dir()
+    assert any(r == "ProvisioningSucceeded" for r, _ in events(lab, "www-web-0"))
+    # StatefulSet deletion keeps the claim (Retain); deleting the claim releases the PV,
+    # and reclaimPolicy Delete + archiveOnDelete "false" removes PV and directory
+    assert lab.kubectl("delete", "statefulset", "web").returncode == 0
+    wait_for(lambda: not pods(lab), what="pod collected")
+    assert lab.client.get_or_none("persistentvolumeclaims", "www-web-0", "default") is not None
+    assert lab.kubectl("delete", "pvc", "www-web-0", "--wait=false").returncode == 0
+    wait_for(lambda: lab.client.get_or_none("persistentvolumes", pvname) is None, what="PV deleted")
+    assert not d.exists()
+
+
+def test_retain_keeps_a_released_volume(lab):
+    lab.nfs_up()
+    lab.apply(CLASS.replace("RECLAIM", "Retain") + "---" + DEPLOYMENT)
+    lab.apply(STATEFULSET.replace("REPLICAS", "1"))
+    pvc = wait_for(lambda: (lambda c: c if c and c.get("status", {}).get("phase") == "Bound" else None)(
+        lab.client.get_or_none("persistentvolumeclaims", "www-web-0", "default")), what="bound")
+    assert lab.kubectl("delete", "statefulset", "web").returncode == 0
+    wait_for(lambda: not pods(lab), what="pod gone")
+    assert lab.kubectl("delete", "pvc", "www-web-0", "--wait=false").returncode == 0
+    pv = wait_for(lambda: (lambda v: v if v.get("status", {}).get("phase") == "Released" else None)(
+        lab.client.get("persistentvolumes", pvc["spec"]["volumeName"])), what="Released")
+    time.sleep(1)
+    assert lab.client.get_or_none("persistentvolumes", pv["metadata"]["name"]) is not None
+    assert (lab.export / f"default-www-web-0-{pv['metadata']['name']}").is_dir()
