@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -51,6 +52,32 @@ def create_bridge(cfg: TwinConfig) -> None:
     ip("link", "add", cfg.bridge, "type", "bridge")
     ip("addr", "add", f"{cfg.bridge_address}/{cfg.subnet.prefixlen}", "dev", cfg.bridge)
     ip("link", "set", cfg.bridge, "up")
+    allow_bridge_forwarding(cfg)
+
+
+def _forward_rule(cfg: TwinConfig) -> list[str]:
+    return ["FORWARD", "-i", cfg.bridge, "-o", cfg.bridge, "-m", "comment", "--comment",
+            f"labtwin {cfg.name}", "-j", "ACCEPT"]
+
+
+def _iptables(*args: str) -> subprocess.CompletedProcess | None:
+    if shutil.which("iptables") is None:
+        return None
+    return subprocess.run(["iptables", "-w", *args], capture_output=True, text=True)
+
+
+def forward_rule_present(cfg: TwinConfig) -> bool:
+    p = _iptables("-C", *_forward_rule(cfg))
+    return p is not None and p.returncode == 0
+
+
+def allow_bridge_forwarding(cfg: TwinConfig) -> None:
+    """With br_netfilter, bridged frames traverse the machine's FORWARD chain; a machine running
+    docker has policy DROP there, which would cut the hosts off from each other."""
+    if not forward_rule_present(cfg):
+        p = _iptables("-I", *_forward_rule(cfg))
+        if p is not None and p.returncode != 0:
+            raise TwinError(f"iptables -I {' '.join(_forward_rule(cfg))} failed: {p.stderr.strip()}")
 
 
 def create_host_net(cfg: TwinConfig, host: HostSpec) -> None:
@@ -77,9 +104,12 @@ def delete_network(cfg: TwinConfig) -> None:
             ip("netns", "del", cfg.netns(host))
     if link_exists(cfg.bridge):
         ip("link", "del", cfg.bridge)
+    while forward_rule_present(cfg):
+        _iptables("-D", *_forward_rule(cfg))
 
 
 def leftovers(cfg: TwinConfig) -> list[str]:
     found = [f"netns {cfg.netns(h)}" for h in cfg.hosts if netns_exists(cfg.netns(h))]
     found += [f"link {n}" for n in [cfg.bridge, *(cfg.veth(h) for h in cfg.hosts)] if link_exists(n)]
+    found += ["iptables FORWARD rule"] if forward_rule_present(cfg) else []
     return found
