@@ -104,6 +104,7 @@ class Row:
 class Report:
     rows: list[Row]
     problems: list[str]  # not tied to one pod (extra pods, shared volumes ...)
+    commands: dict[str, int] = field(default_factory=dict)  # SSH round trips per host (benchmarks)
 
     @property
     def ok(self) -> bool:

@@ -1,0 +1,335 @@
+"""Kubernetes task bodies: deploy, scale, write_v2, verify, status, teardown.
+
+kubectl runs on the control-plane host; the content step runs on the NFS server. Every step
+reads its facts in one SSH round trip, plans with the pure planners (operations/kube.py,
+content.py), prints the plan, stops there in plan mode, and otherwise applies and waits.
+The number of SSH commands does not grow with the replica count.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+from labkit import content, expected, manifests, ui
+from labkit import verify as verify_mod
+from labkit.errors import HostError, OperationError
+from labkit.facts import kube as kf
+from labkit.operations import kube as kube_ops
+from labkit.remote import HostConnection, connect
+from labkit.runner import RunReport, Step, gather, run
+
+DEFAULT_TIMEOUT = 600
+
+
+@dataclass
+class KubeResult:
+    report: RunReport | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    hosts: dict[str, HostConnection] = field(default_factory=dict)
+
+    @property
+    def commands(self) -> dict[str, int]:
+        """SSH round trips per host (commands + uploads), for the benchmarks."""
+        return {name: h.commands for name, h in self.hosts.items()}
+
+
+def _close(hosts: dict[str, HostConnection]) -> None:
+    for h in hosts.values():
+        h.close()
+
+
+def _names(inv):
+    k = inv.kubernetes
+    return k.namespace, k.statefulset.name, f"{k.statefulset.claim_template}-{k.statefulset.name}-"
+
+
+def _wait(host: HostConnection, command, timeout: int) -> str:
+    ui.line(host.name, "wait", "running", command.description)
+    res = host.run(command.command, sudo=command.sudo, timeout=timeout + 30, check=False)
+    last = (res.stdout.strip() or res.stderr.strip()).splitlines()
+    if res.exited != 0:
+        raise HostError(host.name, f"{command.description} failed (exit {res.exited}): "
+                                   f"{' | '.join(last[-3:]) or 'no output'}")
+    ui.line(host.name, "wait", "ok", last[-1] if last else "")
+    return res.stdout
+
+
+def _render_live(inv, sts: kf.StatefulSetState | None) -> list[dict]:
+    """The manifests, keeping the live set's replicas/tag/partition once it exists: deploy never
+    undoes a scale or a rollout (that is `scale`'s job), so re-running it changes nothing."""
+    if sts is None or sts.tag not in inv.images.web.tags or sts.partition > sts.replicas:
+        return manifests.render(inv)
+    return manifests.render(inv, replicas=sts.replicas, image_tag=sts.tag, partition=sts.partition)
+
+
+# ------------------------------------------------------------------ content step
+
+
+def content_step(inv, hosts: dict[str, HostConnection], *, ordinals=None, if_missing: bool = False,
+                 plan: bool = False, title: str = "content") -> dict[str, list]:
+    """Write the expected index.html of ``ordinals`` (default: all) into their PV directories.
+
+    Two SSH commands whatever the replica count: facts on the control plane, one script run
+    on the NFS server.
+    """
+    ns, name, prefix = _names(inv)
+    cp = hosts[inv.control_plane.name]
+    facts = gather(cp, {"sts": kf.StatefulSetFact(ns, name), "pvcs": kf.PVCs(ns, prefix), "pvs": kf.PVs()})
+    sts = facts["sts"]
+    if sts is None:
+        raise OperationError(f"StatefulSet {ns}/{name} does not exist: run deploy first")
+    plan_by_ord = expected.content_plan(sts.replicas, sts.partition, inv.kubernetes.statefulset.image_tag,
+                                        sts.tag or inv.kubernetes.statefulset.image_tag)
+    if ordinals is not None:
+        plan_by_ord = {o: c for o, c in plan_by_ord.items() if o in set(ordinals)}
+    targets = content.targets(facts["pvcs"], facts["pvs"], plan_by_ord, prefix, inv.nfs.export,
+                              inv.nfs_server.address, namespace=ns)
+    cmd = content.write_command(targets, inv.nfs.export, check=plan, if_missing=if_missing)
+    server = hosts[inv.nfs_server.name]
+    if cmd is None:
+        ui.line(server.name, title, "no change", "no replicas to write")
+        return {"written": [], "unchanged": [], "would write": [], "kept": [], "error": [], "missing": []}
+    res = server.run(cmd.command, sudo=True, check=False, timeout=300)
+    summary = content.summarize(targets, content.parse(res.stdout))
+    by_dir = {t.directory: t for t in targets}
+    rows = []
+    for status in ("written", "would write", "unchanged", "kept"):
+        for d in summary[status]:
+            t = by_dir[d]
+            rows.append([f"{name}-{t.ordinal}", t.pvc, d, t.content.strip(), status])
+    for d, err in summary["error"]:
+        t = by_dir[d]
+        rows.append([f"{name}-{t.ordinal}", t.pvc, d, t.content.strip(), f"failed: {err}"])
+    for d in summary["missing"]:
+        t = by_dir[d]
+        rows.append([f"{name}-{t.ordinal}", t.pvc, d, t.content.strip(), "failed: no report"])
+    rows.sort(key=lambda r: int(r[0].rsplit("-", 1)[1]))
+    ui.table(f"{title} on {server.name}" + (" (plan mode: nothing written)" if plan else ""),
+             ["pod", "pvc", "pv directory", "content", "status"], rows, status_column=4)
+    changed = len(summary["written"]) + len(summary["would write"])
+    ui.line(server.name, title, ("would change" if plan else "changed") if changed else "no change",
+            f"{changed} of {len(targets)} director{'y' if len(targets) == 1 else 'ies'}")
+    if summary["error"] or summary["missing"] or (res.exited != 0 and not summary["error"]):
+        first = summary["error"][0] if summary["error"] else (summary["missing"] or [res.stderr.strip()])[0]
+        raise HostError(server.name, f"{title}: writing index.html failed: {first}")
+    return summary
+
+
+# ------------------------------------------------------------------ deploy
+
+
+def deploy(inv, *, plan: bool = False, timeout: int = DEFAULT_TIMEOUT) -> KubeResult:
+    """Apply the manifests (only what is missing or drifted), wait for the rollouts, write content."""
+    ns, name, _ = _names(inv)
+    hosts = connect(inv)
+    try:
+        cp = hosts[inv.control_plane.name]
+        step = Step(
+            "manifests",
+            {"objects": kf.Objects(manifests.render(inv)), "sts": kf.StatefulSetFact(ns, name)},
+            lambda f: kube_ops.apply_manifests(_render_live(inv, f["sts"]), f["objects"]),
+        )
+        report = run({cp.name: cp}, {cp.name: [step]}, title="deploy", plan_only=plan)
+        report.raise_for_failures()
+        result = KubeResult(report, hosts=hosts)
+        if plan:
+            return result
+        _wait(cp, kube_ops.rollout_status("deployment", manifests.PROVISIONER_SA, ns, timeout), timeout)
+        _wait(cp, kube_ops.rollout_status("statefulset", name, ns, timeout), timeout)
+        # Every replica's directory gets its content; a directory already right is left alone.
+        result.details["content"] = content_step(inv, hosts, title="content")
+        return result
+    finally:
+        _close(hosts)
+
+
+# ------------------------------------------------------------------ scale
+
+
+def scale(inv, *, replicas: int | None = None, image_tag: str | None = None, partition: int | None = None,
+          plan: bool = False, timeout: int = DEFAULT_TIMEOUT) -> KubeResult:
+    """Seed step 7: replicas, image tag and partition in one change; wait; report the new PVC/PV
+    pairs; give replicas without content theirs (so none serves an empty directory)."""
+    r = inv.kubernetes.rollout
+    replicas = r.replicas if replicas is None else replicas
+    image_tag = r.image_tag if image_tag is None else image_tag
+    partition = r.partition if partition is None else partition
+    if image_tag not in inv.images.web.tags:
+        raise OperationError(f"image tag {image_tag!r} is not one of images.web.tags ({', '.join(inv.images.web.tags)})")
+    if not isinstance(replicas, int) or replicas < 0 or not isinstance(partition, int) or not 0 <= partition <= replicas:
+        raise OperationError(f"need 0 <= partition <= replicas, got partition {partition} and replicas {replicas}")
+    ns, name, prefix = _names(inv)
+    hosts = connect(inv)
+    try:
+        cp = hosts[inv.control_plane.name]
+        before: dict[str, Any] = {}
+
+        def plan_fn(f):
+            before["pvcs"] = {c.name for c in f["pvcs"]}
+            return kube_ops.scale_and_rollout(f["sts"], replicas, inv.image_ref(image_tag), partition, namespace=ns)
+
+        step = Step("scale + rollout", {"sts": kf.StatefulSetFact(ns, name), "pvcs": kf.PVCs(ns, prefix)}, plan_fn)
+        report = run({cp.name: cp}, {cp.name: [step]}, title="scale", plan_only=plan)
+        report.raise_for_failures()
+        result = KubeResult(report, hosts=hosts)
+        if plan:
+            return result
+        _wait(cp, kube_ops.rollout_status("statefulset", name, ns, timeout), timeout)
+        after = gather(cp, {"pvcs": kf.PVCs(ns, prefix), "pvs": kf.PVs()})
+        pv_by = {v.name: v for v in after["pvs"]}
+        new = [c for c in after["pvcs"] if c.name not in before.get("pvcs", set())]
+        rows = [[c.name, c.phase or "", c.volume or "", (pv_by.get(c.volume).nfs_path if c.volume in pv_by else "") or ""]
+                for c in new]
+        ui.table(f"scale: {len(new)} new PVC/PV pair(s)", ["pvc", "phase", "pv", "directory"], rows)
+        result.details["new_pvcs"] = [c.name for c in new]
+        result.details["content"] = content_step(inv, hosts, if_missing=True, title="content for new replicas")
+        return result
+    finally:
+        _close(hosts)
+
+
+# ------------------------------------------------------------------ write-v2
+
+
+def write_v2(inv, *, plan: bool = False) -> KubeResult:
+    """Seed step 8: the new version's content for the ordinals at or above the partition."""
+    ns, name, _ = _names(inv)
+    hosts = connect(inv)
+    try:
+        cp = hosts[inv.control_plane.name]
+        sts = gather(cp, {"sts": kf.StatefulSetFact(ns, name)})["sts"]
+        if sts is None:
+            raise OperationError(f"StatefulSet {ns}/{name} does not exist: run deploy and scale first")
+        base = inv.kubernetes.statefulset.image_tag
+        if sts.tag == base:
+            raise OperationError(f"StatefulSet {name} still runs {base} everywhere: run scale first "
+                                 f"(it rolls out {inv.kubernetes.rollout.image_tag} above the partition)")
+        rolled = range(sts.partition, sts.replicas)
+        summary = content_step(inv, hosts, ordinals=rolled, plan=plan, title=f"write {sts.tag} content")
+        return KubeResult(None, {"content": summary, "ordinals": list(rolled)}, hosts)
+    finally:
+        _close(hosts)
+
+
+# ------------------------------------------------------------------ verify and status
+
+
+def gather_state(inv, cp: HostConnection) -> dict:
+    ns, name, prefix = _names(inv)
+    return gather(cp, {
+        "sts": kf.StatefulSetFact(ns, name),
+        "pods": kf.StatefulSetPods(ns, name, manifests.app_label(inv)),
+        "pvcs": kf.PVCs(ns, prefix),
+        "pvs": kf.PVs(),
+    })
+
+
+def verify(inv, *, as_json: bool = False) -> verify_mod.Report:
+    """Curl every pod from the control plane (one command), compare with the expected version,
+    check PVCs Bound and one distinct PV/directory each. The report's ``ok`` says it all."""
+    ns, name, _ = _names(inv)
+    hosts = connect(inv)
+    try:
+        cp = hosts[inv.control_plane.name]
+        f = gather_state(inv, cp)
+        if f["sts"] is None:
+            raise OperationError(f"StatefulSet {ns}/{name} does not exist: run deploy first")
+        exp = expected.from_statefulset(f["sts"], inv.kubernetes.statefulset.image_tag)
+        ips = [p.pod_ip for p in f["pods"] if p.pod_ip]
+        curls = {}
+        if ips:
+            res = cp.run(verify_mod.curl_all_command(ips).command, check=False, timeout=120)
+            curls = verify_mod.parse_curl(res.stdout)
+        report = verify_mod.verify(f["pods"], f["pvcs"], f["pvs"], curls, exp, set_name=name,
+                                   claim_template=inv.kubernetes.statefulset.claim_template, namespace=ns,
+                                   storage_class=inv.kubernetes.storage_class.name)
+        report.commands = {n: h.commands for n, h in hosts.items()}
+        if as_json:
+            ui.console.print_json(json.dumps(report.to_dict()))
+        else:
+            rows = [[r.pod, r.node or "", r.pod_ip or "", r.image_tag or "", r.pvc or "", r.pv_directory or "",
+                     r.expected or "", r.actual or "", r.result] for r in report.rows]
+            ui.table(f"verify: {sum(r.ok for r in report.rows)}/{len(report.rows)} pods ok",
+                     ["pod", "node", "pod IP", "tag", "pvc", "pv directory", "expected", "actual", "result"],
+                     rows, status_column=8)
+            for p in report.problems:
+                ui.error(p)
+        return report
+    finally:
+        _close(hosts)
+
+
+def status(inv) -> dict:
+    """The StatefulSet, its pods, PVCs/PVs and the nodes, as the cluster reports them."""
+    hosts = connect(inv)
+    try:
+        cp = hosts[inv.control_plane.name]
+        f = gather_state(inv, cp)
+        nodes = gather(cp, {"nodes": kf.Nodes()})["nodes"]
+        sts = f["sts"]
+        if sts is None:
+            ui.line(cp.name, "statefulset", "absent", "run deploy")
+        else:
+            ui.line(cp.name, f"statefulset/{sts.name}", "ok" if sts.settled else "rolling",
+                    f"replicas {sts.ready_replicas}/{sts.replicas} ready, image {sts.tag}, partition "
+                    f"{sts.partition}, updated {sts.updated_replicas}, revisions {sts.current_revision} -> "
+                    f"{sts.update_revision}")
+        pvc_by = {c.name: c for c in f["pvcs"]}
+        pv_by = {v.name: v for v in f["pvs"]}
+        rows = []
+        for p in f["pods"]:
+            claim = next(iter(p.pvcs), "")
+            pvc = pvc_by.get(claim)
+            pv = pv_by.get(pvc.volume) if pvc and pvc.volume else None
+            rows.append([p.name, p.node or "", p.pod_ip or "", p.tag or "", p.revision or "",
+                         "ready" if p.ready else (p.waiting_reason or p.phase or "?"), claim,
+                         pvc.phase if pvc else "", pv.nfs_path if pv else ""])
+        ui.table("pods", ["pod", "node", "pod IP", "tag", "revision", "state", "pvc", "pvc phase", "pv directory"], rows)
+        ui.table("nodes", ["node", "ready", "internal IP", "kubelet"],
+                 [[n.name, "ready" if n.ready else "not ready", n.internal_ip or "", n.kubelet_version or ""]
+                  for n in nodes])
+        return {"sts": sts, "pods": f["pods"], "pvcs": f["pvcs"], "pvs": f["pvs"], "nodes": nodes}
+    finally:
+        _close(hosts)
+
+
+# ------------------------------------------------------------------ teardown
+
+
+def teardown(inv, *, purge: bool = False, yes: bool = False, plan: bool = False) -> KubeResult:
+    """Remove the workload; keep PVCs, PVs and NFS data unless ``purge`` (which needs ``yes``)."""
+    if purge and not yes and not plan:
+        raise OperationError("--purge deletes every PVC, PV and the NFS data of the StatefulSet: "
+                             "add --yes to confirm (or --plan to see what would go)")
+    ns, name, prefix = _names(inv)
+    objs = manifests.render(inv)
+    hosts = connect(inv)
+    try:
+        cp = hosts[inv.control_plane.name]
+        dirs: list[str] = []
+
+        def plan_fn(f):
+            if purge:
+                claimed = {c.name for c in f["pvcs"]}
+                for v in f["pvs"]:
+                    if v.claim_namespace == ns and v.claim_name in claimed and v.nfs_path:
+                        dirs.append(content.local_directory(v, inv.nfs.export, inv.nfs_server.address))
+            return kube_ops.teardown(objs, f["objects"], f["pvcs"], f["pvs"], purge=purge, namespace=ns)
+
+        step = Step("teardown" + (" --purge" if purge else ""),
+                    {"objects": kf.Objects(objs), "pvcs": kf.PVCs(ns, prefix), "pvs": kf.PVs()}, plan_fn)
+        report = run({cp.name: cp}, {cp.name: [step]}, title="teardown", plan_only=plan)
+        report.raise_for_failures()
+        result = KubeResult(report, {"directories": dirs}, hosts)
+        if purge and dirs:
+            server = hosts[inv.nfs_server.name]
+            if plan:
+                ui.line(server.name, "purge NFS data", "would change", f"remove {len(dirs)} PV directories")
+            else:
+                server.run("rm -rf -- " + " ".join(shlex.quote(d) for d in dirs), sudo=True)
+                ui.line(server.name, "purge NFS data", "changed", f"removed {len(dirs)} PV directories")
+        return result
+    finally:
+        _close(hosts)

@@ -1,0 +1,177 @@
+"""Kube task bodies wired end to end without hosts: each host is a local shell (the runner's real
+batch scripts run in bash) with a fake ``kubectl`` on PATH answering the recorded outputs of
+tests/data/facts/kube, and the content script writing into a temporary export. Checks: plan mode
+changes nothing, SSH commands stay constant in the replica count, the right commands are sent."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from labkit import flows_kube, inventory
+from labkit.errors import OperationError
+from labkit.remote import RunResult
+
+ROOT = Path(__file__).resolve().parents[2]
+FACTS = ROOT / "tests" / "data" / "facts" / "kube"
+
+FAKE_KUBECTL = r'''#!/usr/bin/env python3
+"""Answers `kubectl get ...` from JSON files in $FAKE_KUBE; logs every other call."""
+import json, os, sys
+d = os.environ["FAKE_KUBE"]
+args = sys.argv[1:]
+with open(os.path.join(d, "calls.log"), "a") as f:
+    f.write(json.dumps(args) + "\n")
+def out(name):
+    p = os.path.join(d, name)
+    sys.stdout.write(open(p).read() if os.path.exists(p) else "")
+if args[0] == "get":
+    what = args[1]
+    out({"pods": "pods.json", "pvc": "pvc.json", "pv": "pv.json", "statefulset": "sts.json",
+         "nodes": "nodes.json"}.get(what, "objects.json"))
+elif args[0] == "version":
+    out("version.json")
+elif args[0] == "rollout":
+    print("partitioned roll out complete: 6 new pods have been updated...")
+else:
+    print("ok")
+'''
+
+
+class FakeHost:
+    def __init__(self, name, env, curl_reply=None):
+        self.name, self.env, self.commands, self.sent = name, env, 0, []
+        self.curl_reply = curl_reply
+        self.settings = type("S", (), {"user": "root"})()
+        self.use_sudo = False
+
+    def run(self, command, *, sudo=False, ok_exit_codes=(0,), timeout=None, check=True):
+        self.commands += 1
+        self.sent.append(command)
+        if "curl -s" in command and self.curl_reply is not None:
+            r = RunResult(self.name, command, self.curl_reply, "", 0)
+        else:
+            p = subprocess.run(["bash", "-c", command], capture_output=True, text=True, env=self.env, timeout=60)
+            r = RunResult(self.name, command, p.stdout, p.stderr, p.returncode)
+        if check and r.exited not in tuple(ok_exit_codes):
+            from labkit.errors import HostError
+            raise HostError(self.name, f"exit {r.exited}: {r.stderr}")
+        return r
+
+    def put_text(self, path, content, *, mode=0o644, backup_suffix=".labkit.bak"):
+        self.commands += 1
+        self.sent.append(f"PUT {path}")
+
+    def close(self):
+        pass
+
+
+def stdout_of(name):
+    return json.dumps(json.loads((FACTS / f"{name}.json").read_text())["stdout"], indent=4)
+
+
+@pytest.fixture
+def lab(tmp_path, monkeypatch):
+    kube_dir = tmp_path / "kube"
+    kube_dir.mkdir()
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "kubectl").write_text(FAKE_KUBECTL)
+    (bindir / "kubectl").chmod(0o755)
+    export = tmp_path / "nfsdata"
+    export.mkdir()
+    # the recorded PVs, with their NFS paths under the temporary export
+    for name, fname in (("pods-rolled-out", "pods.json"), ("pvc-bound", "pvc.json"),
+                        ("sts-rolled-out", "sts.json"), ("nodes", "nodes.json")):
+        (kube_dir / fname).write_text(stdout_of(name))
+    pv = json.loads(stdout_of("pv-bound"))
+    for item in pv["items"]:
+        item["spec"]["nfs"]["path"] = item["spec"]["nfs"]["path"].replace("/nfsdata", str(export))
+        if item["status"]["phase"] == "Bound":
+            Path(item["spec"]["nfs"]["path"]).mkdir()
+    (kube_dir / "pv.json").write_text(json.dumps(pv))
+    text = (ROOT / "hosts.yaml").read_text().replace("export: /nfsdata", f"export: {export}")
+    (tmp_path / "hosts.yaml").write_text(text)
+    inv = inventory.load(tmp_path / "hosts.yaml")
+    env = dict(os.environ, FAKE_KUBE=str(kube_dir), PATH=f"{bindir}:{os.environ['PATH']}")
+    hosts = {h.name: FakeHost(h.name, env, (FACTS / "curl-rolled-out.txt").read_text()) for h in inv.hosts}
+    monkeypatch.setattr(flows_kube, "connect", lambda inv_, names=None: hosts)
+    return {"inv": inv, "hosts": hosts, "kube": kube_dir, "export": export}
+
+
+def calls(lab):
+    log = lab["kube"] / "calls.log"
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def mutating(lab):
+    return [c for c in calls(lab) if c[0] not in ("get", "version")]
+
+
+def test_verify_two_commands_on_master(lab):
+    report = flows_kube.verify(lab["inv"])
+    assert report.ok, report.to_dict()
+    assert report.commands == {"master": 2, "node01": 0, "node02": 0}
+    assert mutating(lab) == []
+
+
+def test_write_v2_plan_then_apply(lab):
+    master = lab["hosts"]["master"]
+    res = flows_kube.write_v2(lab["inv"], plan=True)
+    assert res.details["ordinals"] == [4, 5, 6, 7, 8, 9]
+    assert len(res.details["content"]["would write"]) == 6
+    assert list(lab["export"].rglob("index.html")) == []  # plan mode wrote nothing
+    res = flows_kube.write_v2(lab["inv"])
+    assert len(res.details["content"]["written"]) == 6
+    files = sorted(lab["export"].rglob("index.html"))
+    assert len(files) == 6 and {f.read_text() for f in files} == {"Version: --v2\n"}
+    # master: the set, then its PVCs/PVs; the NFS server (also master here): one write
+    assert master.commands == 3 * 2
+    again = flows_kube.write_v2(lab["inv"])
+    assert len(again.details["content"]["unchanged"]) == 6 and not again.details["content"]["written"]
+
+
+def test_deploy_plan_mode_changes_nothing(lab):
+    (lab["kube"] / "objects.json").write_text("")  # fresh cluster: nothing applied yet
+    res = flows_kube.deploy(lab["inv"], plan=True)
+    plan = res.report.hosts["master"].plans[0]
+    assert [type(c).__name__ for c in plan.changes] == ["PutFile", "Command"]
+    assert mutating(lab) == []
+    assert not any(s.startswith("PUT ") for s in lab["hosts"]["master"].sent)
+
+
+def test_deploy_applies_waits_and_writes_content(lab):
+    (lab["kube"] / "objects.json").write_text("")
+    flows_kube.deploy(lab["inv"])
+    m = mutating(lab)
+    assert m[0] == ["apply", "-f", "/var/lib/labkit/manifests.yaml"]
+    assert [c[:3] for c in m[1:]] == [["rollout", "status", "deployment/nfs-client-provisioner"],
+                                      ["rollout", "status", "statefulset/statefulset"]]
+    files = sorted(lab["export"].rglob("index.html"))
+    assert len(files) == 10  # the live set has 10 replicas: 0-3 v1, 4-9 v2
+    assert sorted(f.read_text() for f in files) == ["Version: --v1\n"] * 4 + ["Version: --v2\n"] * 6
+
+
+def test_scale_noop_when_already_scaled(lab):
+    res = flows_kube.scale(lab["inv"])
+    assert res.report.hosts["master"].plans[0].no_change
+    assert [c[0] for c in mutating(lab)] == ["rollout"]  # only the wait
+    assert res.details["new_pvcs"] == []
+    # replicas without content get theirs; none had any here
+    assert len(res.details["content"]["written"]) == 10
+
+
+def test_scale_patches_from_initial(lab):
+    (lab["kube"] / "sts.json").write_text(stdout_of("sts-initial"))
+    flows_kube.scale(lab["inv"], plan=True)
+    assert mutating(lab) == []
+    with pytest.raises(OperationError, match="not one of images.web.tags"):
+        flows_kube.scale(lab["inv"], image_tag="v9")
+
+
+def test_teardown_purge_needs_yes(lab):
+    with pytest.raises(OperationError, match="add --yes"):
+        flows_kube.teardown(lab["inv"], purge=True)
