@@ -384,6 +384,10 @@ class Api:
 
     def delete(self, res: R.Resource, ns: str, name: str, opts: dict,
                dry_run: bool = False) -> dict:
+        """DELETE as the generic registry does it: objects with finalizers (or a grace period:
+        scheduled pods) get deletionTimestamp and go when the last finalizer is removed with no
+        grace left; Foreground/Orphan propagation adds its finalizer for the garbage
+        collector."""
         sres = storage_res(res)
         pre = opts.get("preconditions") or {}
         policy = opts.get("propagationPolicy")
@@ -392,58 +396,67 @@ class Api:
         grace = opts.get("gracePeriodSeconds")
         with self.store.lock:
             cur = self.store.get(sres, ns, name)
+            md = cur["metadata"]
+            if pre.get("uid") and pre["uid"] != md["uid"]:
+                raise StatusError(409, "Conflict", f'Operation cannot be fulfilled on '
+                                  f'{res.plural} "{name}": Precondition failed: UID in '
+                                  f'precondition: {pre["uid"]}, UID in object meta: {md["uid"]}')
+            if pre.get("resourceVersion") and pre["resourceVersion"] != md["resourceVersion"]:
+                from .store import conflict
+                raise conflict(res, name)
             if dry_run:
                 return to_external(res, cur)
-            md = cur["metadata"]
-            extra = []
-            if policy == "Foreground":
-                extra.append("foregroundDeletion")
-            elif policy == "Orphan":
-                extra.append("orphan")
-            # graceful pod deletion: a scheduled pod is marked and the kubelet finishes it
-            graceful = (sres.kind == "Pod" and cur.get("spec", {}).get("nodeName") and
-                        cur.get("status", {}).get("phase") not in ("Succeeded", "Failed") and
-                        (grace if grace is not None else
-                         cur["spec"].get("terminationGracePeriodSeconds", 30)) > 0)
-            if (extra and not md.get("deletionTimestamp")) or (graceful and not
-                                                                 md.get("deletionTimestamp")):
-                new = copy.deepcopy(cur)
-                fins = new["metadata"].setdefault("finalizers", [])
-                for f in extra:
-                    if f not in fins:
-                        fins.append(f)
-                if not fins:
-                    new["metadata"].pop("finalizers")
-                new["metadata"]["deletionTimestamp"] = now_rfc3339()
-                g = grace if grace is not None else \
-                    (cur.get("spec", {}).get("terminationGracePeriodSeconds", 30)
-                     if sres.kind == "Pod" else 0)
-                new["metadata"]["deletionGracePeriodSeconds"] = g
-                if sres.kind in D.WITH_GENERATION:
-                    new["metadata"]["generation"] = md.get("generation", 1) + 1
-                # write the marked object directly (the store's update would remove it)
-                with self.store.lock:
-                    new["metadata"]["resourceVersion"] = self.store._next_rv()
-                    key = (ns if sres.namespaced else "", name)
-                    self.store.objects[sres.key][key] = new
-                    self.store._persist(sres.key, key[0], name, new)
-                    self.store._emit(sres.key, "MODIFIED", new, cur)
-                return to_external(res, copy.deepcopy(new))
-            if md.get("deletionTimestamp") and not md.get("finalizers"):
-                # already terminating: a pod goes on its kubelet's (or a forced) grace-0
-                # delete; anything else is returned as it is
-                if sres.kind == "Pod" and (grace == 0 or not graceful):
-                    out, _ = self.store.delete(sres, ns, name, pre.get("uid"),
-                                               pre.get("resourceVersion"), grace)
-                    return to_external(res, out)
-                if sres.kind == "Namespace":
-                    self.sweep_namespaces()
-                return to_external(res, cur)
             if sres.kind == "Namespace":
+                if md.get("deletionTimestamp"):
+                    self.sweep_namespaces()
+                    return to_external(res, cur)
                 return to_external(res, self._delete_namespace(cur))
-            out, gone = self.store.delete(sres, ns, name, pre.get("uid"),
-                                          pre.get("resourceVersion"), grace)
-        return to_external(res, out)
+            if md.get("deletionTimestamp"):
+                # already terminating: a shorter grace period (the kubelet's 0) is recorded
+                g_now = md.get("deletionGracePeriodSeconds") or 0
+                if grace is not None and grace < g_now:
+                    new = copy.deepcopy(cur)
+                    new["metadata"]["deletionGracePeriodSeconds"] = grace
+                    if not new["metadata"].get("finalizers") and grace == 0:
+                        out, _ = self.store.delete(sres, ns, name)
+                        return to_external(res, out)
+                    return to_external(res, self._write_marked(sres, ns, name, new, cur))
+                return to_external(res, cur)
+            if sres.kind == "Pod":
+                terminal = cur.get("status", {}).get("phase") in ("Succeeded", "Failed")
+                g = grace if grace is not None else \
+                    cur.get("spec", {}).get("terminationGracePeriodSeconds", 30)
+                if not cur.get("spec", {}).get("nodeName") or terminal:
+                    g = 0  # nothing runs it: no kubelet will finish it
+            else:
+                g = 0
+            fins = list(md.get("finalizers") or [])
+            for f in {"Foreground": ["foregroundDeletion"], "Orphan": ["orphan"]}.get(
+                    policy, []):
+                if f not in fins:
+                    fins.append(f)
+            if not fins and g == 0:
+                out, _ = self.store.delete(sres, ns, name)
+                return to_external(res, out)
+            new = copy.deepcopy(cur)
+            if fins:
+                new["metadata"]["finalizers"] = fins
+            new["metadata"]["deletionTimestamp"] = now_rfc3339()
+            new["metadata"]["deletionGracePeriodSeconds"] = g
+            if sres.kind in D.WITH_GENERATION:
+                new["metadata"]["generation"] = md.get("generation", 1) + 1
+            return to_external(res, self._write_marked(sres, ns, name, new, cur))
+
+    def _write_marked(self, sres: R.Resource, ns: str, name: str, new: dict, old: dict) -> dict:
+        """Store an object being deleted (the store's update would remove it)."""
+        st = self.store
+        with st.lock:
+            new["metadata"]["resourceVersion"] = st._next_rv()
+            key = (ns if sres.namespaced else "", name)
+            st.objects[sres.key][key] = new
+            st._persist(sres.key, key[0], name, new)
+            st._emit(sres.key, "MODIFIED", new, old)
+        return copy.deepcopy(new)
 
     def _delete_namespace(self, nsobj: dict) -> dict:
         """The namespace controller's work, done at once: delete every object in it; the
@@ -454,7 +467,7 @@ class Api:
                 continue
             for o in self.store.list(r, name)[0]:
                 try:
-                    self.store.delete(r, name, o["metadata"]["name"])
+                    self.delete(r, name, o["metadata"]["name"], {})
                 except StatusError:
                     pass
         ns_res = R.lookup("", "v1", "namespaces")
@@ -467,12 +480,7 @@ class Api:
             return out
         # held by spec.finalizers until its content is gone (sweep_namespaces)
         marked["metadata"]["deletionGracePeriodSeconds"] = 0
-        with self.store.lock:
-            marked["metadata"]["resourceVersion"] = self.store._next_rv()
-            self.store.objects[ns_res.key][("", name)] = marked
-            self.store._persist(ns_res.key, "", name, marked)
-            self.store._emit(ns_res.key, "MODIFIED", marked, nsobj)
-        return marked
+        return self._write_marked(ns_res, "", name, marked, nsobj)
 
     def _namespace_empty(self, name: str) -> bool:
         return not any(self.store.list(r, name)[0] for r in R.RESOURCES

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -418,3 +419,87 @@ def test_delete_404_after_and_events_visible(k, server):
     for o in SEED_OBJECTS:
         r = k.run("get", o, check=False)
         assert r.returncode == 1 and "NotFound" in r.stderr, o
+
+
+# ---- the HTTP contract kubectl relies on, checked directly
+
+def _get(url: str, accept: str = "application/json") -> tuple[str, bytes]:
+    req = urllib.request.Request(url, headers={"Accept": accept})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return r.headers.get("Content-Type"), r.read()
+
+
+@pytest.mark.parametrize("version", ["v2", "v2beta1"])
+def test_aggregated_discovery_echoes_the_version_asked(server, version):
+    url, _ = server
+    accept = (f"application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList,"
+              "application/json")
+    ctype, body = _get(f"{url}/apis", accept)
+    assert ctype == f"application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"
+    doc = json.loads(body)
+    assert doc["apiVersion"] == f"apidiscovery.k8s.io/{version}"
+    groups = {g["metadata"]["name"]: g for g in doc["items"]}
+    assert "extensions" not in groups and "policy" not in groups
+    assert [v["version"] for v in groups["apps"]["versions"]] == ["v1"]
+    sts = next(r for r in groups["apps"]["versions"][0]["resources"]
+               if r["resource"] == "statefulsets")
+    subs = {s["subresource"]: s["responseKind"] for s in sts["subresources"]}
+    assert subs["scale"] == {"group": "autoscaling", "version": "v1", "kind": "Scale"}
+    ctype, body = _get(f"{url}/api", accept)
+    core = json.loads(body)["items"][0]
+    assert "name" not in core["metadata"]
+    assert {r["resource"] for r in core["versions"][0]["resources"]} >= {
+        "pods", "persistentvolumeclaims", "persistentvolumes", "nodes", "events", "endpoints"}
+
+
+def test_openapi_v3_has_a_patch_operation_per_kind(server):
+    url, _ = server
+    root = json.loads(_get(f"{url}/openapi/v3")[1])
+    ref = root["paths"]["apis/apps/v1"]["serverRelativeURL"]
+    doc = json.loads(_get(f"{url}{ref}")[1])
+    ops = [p["patch"] for p in doc["paths"].values() if "patch" in p]
+    kinds = {o["x-kubernetes-group-version-kind"]["kind"] for o in ops}
+    assert kinds == {"Deployment", "ReplicaSet", "StatefulSet", "ControllerRevision"}
+    assert all(any(p["name"] == "fieldValidation" for p in o["parameters"]) for o in ops)
+    assert json.loads(_get(f"{url}/version")[1])["gitVersion"].startswith("v1.32")
+    assert _get(f"{url}/healthz")[1] == b"ok" and _get(f"{url}/readyz")[1] == b"ok"
+
+
+def test_watch_list_ends_initial_events_with_annotated_bookmark(server):
+    url, api = server
+    for i in range(2):
+        _running_pod(url, f"web-{i}", "node01", f"10.244.1.{i + 2}")
+    q = ("watch=true&sendInitialEvents=true&allowWatchBookmarks=true"
+         "&resourceVersionMatch=NotOlderThan&timeoutSeconds=2")
+    req = urllib.request.Request(f"{url}/api/v1/namespaces/default/pods?{q}")
+    events = []
+    with urllib.request.urlopen(req, timeout=10) as r:
+        for line in r:
+            events.append(json.loads(line))
+            if len(events) == 3:
+                http(f"{url}/api/v1/namespaces/default/pods/web-0", "DELETE")
+    kinds = [e["type"] for e in events]
+    assert kinds[:3] == ["ADDED", "ADDED", "BOOKMARK"]
+    assert events[2]["object"]["metadata"]["annotations"] == {
+        "k8s.io/initial-events-end": "true"}
+    # the delete of a scheduled pod is graceful: the watcher sees it marked
+    assert kinds[3] == "MODIFIED" and events[3]["object"]["metadata"]["deletionTimestamp"]
+
+
+def test_watch_from_resource_version_and_410(server):
+    url, _ = server
+    lst = http(f"{url}/api/v1/namespaces/default/pods")
+    rv = lst["metadata"]["resourceVersion"]
+    _running_pod(url, "web-0", "node01", "10.244.1.2")
+    req = urllib.request.Request(f"{url}/api/v1/namespaces/default/pods?watch=1&"
+                                 f"resourceVersion={rv}&timeoutSeconds=1")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        events = [json.loads(line) for line in r]
+    # created, bound, status written: three events, in order
+    assert [e["type"] for e in events] == ["ADDED", "MODIFIED", "MODIFIED"]
+    assert events[-1]["object"]["status"]["phase"] == "Running"
+    try:
+        http(f"{url}/api/v1/namespaces/default/pods?watch=1&resourceVersion=-5")
+        raise AssertionError("expected 410")
+    except urllib.error.HTTPError as e:
+        assert e.code == 410 and json.loads(e.read())["reason"] == "Expired"

@@ -204,3 +204,39 @@ def test_list_with_field_selector(api):
     api.bind("default", "b", {"target": {"name": "node02"}})
     items, _ = api.list(PODS, None, "", "spec.nodeName=node02")
     assert [i["metadata"]["name"] for i in items] == ["b"]
+
+
+def test_terminating_pod_with_finalizer_goes_when_finalizer_removed_after_grace_zero(api):
+    p = pod("a")
+    p["metadata"]["finalizers"] = ["example.com/hold"]
+    api.create(PODS, "default", p, "t")
+    api.bind("default", "a", {"target": {"name": "node01"}})
+    api.delete(PODS, "default", "a", {})
+    api.delete(PODS, "default", "a", {"gracePeriodSeconds": 0})
+    cur = api.get(PODS, "default", "a")
+    assert cur["metadata"]["deletionGracePeriodSeconds"] == 0
+    cur["metadata"]["finalizers"] = []
+    api.replace(PODS, "default", "a", cur, "t")
+    with pytest.raises(StatusError):
+        api.get(PODS, "default", "a")
+
+
+def test_foreground_deletion_adds_finalizer_for_the_garbage_collector(api):
+    api.create(STS, "default", sts(), "t")
+    d = api.delete(STS, "default", "web", {"propagationPolicy": "Foreground"})
+    assert d["metadata"]["finalizers"] == ["foregroundDeletion"]
+    assert d["metadata"]["deletionTimestamp"] and d["metadata"]["generation"] == 2
+
+
+def test_namespace_deletion_removes_content(api):
+    ns = R.lookup("", "v1", "namespaces")
+    api.create(ns, "", {"metadata": {"name": "tmp"}}, "t")
+    assert api.get(R.lookup("", "v1", "serviceaccounts"), "tmp", "default")
+    p = pod("a")
+    p["metadata"]["namespace"] = "tmp"
+    api.create(PODS, "tmp", p, "t")
+    api.delete(ns, "", "tmp", {})
+    with pytest.raises(StatusError):
+        api.get(ns, "", "tmp")
+    with pytest.raises(StatusError):
+        api.get(PODS, "tmp", "a")
