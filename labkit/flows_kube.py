@@ -59,7 +59,7 @@ def _wait(host: HostConnection, command, timeout: int) -> str:
 def _render_live(inv, sts: kf.StatefulSetState | None) -> list[dict]:
     """The manifests, keeping the live set's replicas/tag/partition once it exists: deploy never
     undoes a scale or a rollout (that is `scale`'s job), so re-running it changes nothing."""
-    if sts is None or sts.tag not in inv.images.web.tags or sts.partition > sts.replicas:
+    if sts is None or sts.tag not in inv.images.web.tags:
         return manifests.render(inv)
     return manifests.render(inv, replicas=sts.replicas, image_tag=sts.tag, partition=sts.partition)
 
@@ -158,8 +158,9 @@ def scale(inv, *, replicas: int | None = None, image_tag: str | None = None, par
     partition = r.partition if partition is None else partition
     if image_tag not in inv.images.web.tags:
         raise OperationError(f"image tag {image_tag!r} is not one of images.web.tags ({', '.join(inv.images.web.tags)})")
-    if not isinstance(replicas, int) or replicas < 0 or not isinstance(partition, int) or not 0 <= partition <= replicas:
-        raise OperationError(f"need 0 <= partition <= replicas, got partition {partition} and replicas {replicas}")
+    # partition > replicas is legal (scaling 10 -> 3 keeps partition 4: no pod changes revision)
+    if not isinstance(replicas, int) or not 0 <= replicas <= 1000 or not isinstance(partition, int) or partition < 0:
+        raise OperationError(f"need replicas 0-1000 and partition >= 0, got replicas {replicas} and partition {partition}")
     ns, name, prefix = _names(inv)
     hosts = connect(inv)
     try:

@@ -45,8 +45,9 @@ def values(inv: Inventory, replicas: int | None = None, image_tag: str | None = 
     partition = 0 if partition is None else partition
     if not isinstance(replicas, int) or isinstance(replicas, bool) or not 0 <= replicas <= 1000:
         raise OperationError(f"replicas must be an integer 0-1000, got {replicas!r}")
-    if not isinstance(partition, int) or isinstance(partition, bool) or not 0 <= partition <= replicas:
-        raise OperationError(f"partition must be an integer 0-{replicas} (the replica count), got {partition!r}")
+    # A partition above the replica count is legal (no pod moves): scaling 10 -> 3 keeps partition 4.
+    if not isinstance(partition, int) or isinstance(partition, bool) or not 0 <= partition <= 1000:
+        raise OperationError(f"partition must be an integer 0-1000, got {partition!r}")
     if image_tag not in inv.images.web.tags:
         raise OperationError(f"image tag {image_tag!r} is not one of images.web.tags "
                              f"({', '.join(inv.images.web.tags)}) in {inv.path or 'the inventory'}")

@@ -103,8 +103,6 @@ def scale_and_rollout(sts: StatefulSetState | None, replicas: int, image: str, p
     for name, value in (("replicas", replicas), ("partition", partition)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise OperationError(f"{name} must be a non-negative integer, got {value!r}")
-    if partition > replicas:
-        raise OperationError(f"partition {partition} is above replicas {replicas}: use 0-{replicas}")
     spec: dict = {}
     if sts.replicas != replicas:
         spec["replicas"] = replicas
@@ -140,7 +138,8 @@ def rollout_status(kind: str, name: str, namespace: str, timeout: int = 600) -> 
 
 
 def wait_pvcs_bound(namespace: str, names: Iterable[str], timeout: int = 300) -> Command | None:
-    """``kubectl wait`` until the named PVCs are Bound (None when there are none)."""
+    """``kubectl wait`` until the named PVCs are Bound (None when there are none).
+    ``--for=jsonpath`` needs kubectl >= 1.23."""
     names = list(names)
     if not names:
         return None

@@ -139,7 +139,7 @@ def test_render_yaml_round_trips(inv, objs):
 
 @pytest.mark.parametrize("kwargs,msg", [
     ({"image_tag": "v9"}, "not one of images.web.tags"),
-    ({"replicas": 3, "partition": 4}, "partition must be an integer 0-3"),
+    ({"partition": -1}, "partition must be an integer 0-1000"),
     ({"replicas": -1}, "replicas must be an integer"),
     ({"replicas": "6"}, "replicas must be an integer"),
 ])
@@ -178,3 +178,9 @@ def test_yaml_special_strings_stay_strings(tmp_path):
     inv = inventory.load(p)
     sts = by_kind(manifests.render(inv, image_tag="yes"), "StatefulSet")
     assert sts["spec"]["template"]["spec"]["containers"][0]["image"] == "192.168.20.6:5000/web-httpd:yes"
+
+
+def test_partition_above_replicas_is_legal(inv):
+    # scaling 10 -> 3 keeps partition 4, as a real StatefulSet allows
+    sts = by_kind(manifests.render(inv, replicas=3, image_tag="v2", partition=4), "StatefulSet")
+    assert (sts["spec"]["replicas"], sts["spec"]["updateStrategy"]["rollingUpdate"]["partition"]) == (3, 4)
