@@ -31,17 +31,22 @@ def _url(ip: str, port: int) -> str:
 def curl_all_command(pod_ips, port: int = 80, timeout: int = 5) -> Command:
     """One shell command (run on the control plane) that fetches / from every pod IP.
 
-    Bodies are base64-encoded so any content (newlines, tabs, binary) survives the framing.
+    The curls run in parallel (a dead pod costs ``timeout`` once, not once per pod) into a
+    private temp dir, then one line per pod is printed in the given order. Bodies are
+    base64-encoded so any content (newlines, tabs, binary) survives the framing.
     """
     urls = [_url(ip, port) for ip in pod_ips]
     if not urls:
         raise OperationError("no pod IPs to curl")
+    t = int(timeout)
     script = (
-        't=$(mktemp) || exit 1; trap \'rm -f "$t"\' EXIT; '
-        f'for u in {" ".join(shlex.quote(u) for u in urls)}; do '
-        f': > "$t"; code=$(curl -s -o "$t" -w \'%{{http_code}}\' --connect-timeout {int(timeout)} -m {int(timeout)} "$u"); rc=$?; '
-        'printf \'%s\\t%s\\t%s\\t%s\\n\' "$u" "${code:-000}" "$rc" "$(base64 -w0 < "$t")"; '
-        'done'
+        'd=$(mktemp -d) || exit 1; trap \'rm -rf "$d"\' EXIT; n=0; '
+        f'for u in {" ".join(shlex.quote(u) for u in urls)}; do n=$((n+1)); '
+        f'( code=$(curl -s -o "$d/$n.body" -w \'%{{http_code}}\' --connect-timeout {t} -m {t} "$u"); rc=$?; '
+        'printf \'%s\\t%s\\t%s\\t\' "$u" "${code:-000}" "$rc" > "$d/$n.head" ) & '
+        'done; wait; i=0; '
+        'while [ $i -lt $n ]; do i=$((i+1)); cat "$d/$i.head"; '
+        'if [ -s "$d/$i.body" ]; then base64 -w0 < "$d/$i.body"; fi; printf \'\\n\'; done'
     )
     return Command("sh -c " + shlex.quote(script), sudo=False,
                    description=f"curl {len(urls)} pod(s) from the control plane")

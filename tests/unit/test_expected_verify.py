@@ -128,6 +128,16 @@ def test_curl_command_runs_for_real(local_server):
     assert got["127.0.0.2"].error == "connection refused" and got["127.0.0.2"].http_code == 0
 
 
+def test_curl_command_many_pods_in_order(local_server):
+    ips = [f"127.0.0.{i}" for i in range(2, 32)] + ["127.0.0.1"]
+    cmd = verify.curl_all_command(ips, port=local_server, timeout=3)
+    r = subprocess.run(["bash", "-c", cmd.command], capture_output=True, text=True, timeout=60)
+    lines = r.stdout.splitlines()
+    assert [line.split("\t")[0] for line in lines] == [f"http://{ip}:{local_server}/" for ip in ips]
+    got = verify.parse_curl(r.stdout)
+    assert got["127.0.0.1"].error is None and all(got[ip].exit_code == 7 for ip in ips[:-1])
+
+
 # ---- verify ---------------------------------------------------------------------
 
 def run_verify(curl_file, pods=PODS, pvcs=PVCS, pvs=PVS):
