@@ -1,0 +1,172 @@
+"""The kubelet inside the twin's hosts: real dockerd per node, pod network routed between hosts,
+NFS PV directories bind-mounted, image pulls through each node's own docker configuration.
+
+Brings up its own twin instance (`ltkube`, 10.213.28.0/24) with the Kubernetes units, so it does
+not depend on the session twin's --kube setting."""
+from __future__ import annotations
+
+import os
+import shlex
+import time
+
+import pytest
+
+from labtwin.kube.client import Client
+
+pytestmark = pytest.mark.twin
+
+NAME, SUBNET = "ltkube", "10.213.28.0/24"
+
+
+class KubeTwin:
+    def __init__(self, cfg):
+        from labtwin.hosts import lab
+        self.cfg, self.lab = cfg, lab
+        self.addr = {h.name: str(h.address) for h in cfg.hosts}
+        self.client = Client(f"http://{self.addr['master']}:6443", timeout=10)
+
+    def sh(self, host: str, cmd: str, timeout: float = 120) -> str:
+        from labtwin.hosts.host import run_in
+        rc, out, err = run_in(self.lab.init_pid(self.cfg, self.cfg.host(host)), cmd, timeout=timeout)
+        assert rc == 0, f"{host}: {cmd}: {err or out}"
+        return out
+
+    def kubectl_apply(self, text: str) -> str:
+        return self.sh("master", f"printf '%s' {shlex.quote(text)} | kubectl apply -f -")
+
+    def pod(self, name: str) -> dict:
+        return self.client.get("pods", name, "default")
+
+
+@pytest.fixture(scope="module")
+def kt():
+    if os.geteuid() != 0:
+        pytest.fail("the twin needs root: run the tests as root")
+    from labtwin.hosts import lab
+    from labtwin.hosts.config import TwinConfig
+    cfg = TwinConfig.from_env(name=NAME, state=None, subnet=SUBNET, kube=True)
+    lab.down(cfg)
+    lab.up(cfg)
+    try:
+        t = KubeTwin(cfg)
+        wait(lambda: len([n for n in t.client.list("nodes")["items"] if _ready(n)]) == 2, 60, "two Ready nodes")
+        yield t
+    finally:
+        lab.down(cfg)
+
+
+def _ready(obj: dict) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in obj.get("status", {}).get("conditions") or [])
+
+
+def wait(fn, timeout: float, what: str):
+    end = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < end:
+        try:
+            last = fn()
+        except OSError as e:  # the apiserver may still be starting
+            last = e
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}: {last!r}")
+
+
+def web(name: str, node: str, image: str, extra: str = "", claim: str = "") -> str:
+    vol = (f"\n    volumeMounts: [{{name: www, mountPath: /usr/local/apache2/htdocs}}]"
+           f"\n  volumes: [{{name: www, persistentVolumeClaim: {{claimName: {claim}}}}}]") if claim else ""
+    return f"""apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, labels: {{app: {name}}}}}
+spec:
+  nodeSelector: {{kubernetes.io/hostname: {node}}}
+  containers:
+  - name: web
+    image: {image}{extra}
+    ports: [{{containerPort: 80, name: http}}]
+    readinessProbe: {{httpGet: {{path: /, port: http}}, periodSeconds: 1}}{vol}
+"""
+
+
+def test_nodes_register_with_runtime_addresses_and_pod_cidr(kt):
+    nodes = {n["metadata"]["name"]: n for n in kt.client.list("nodes")["items"]}
+    assert sorted(nodes) == ["node01", "node02"]
+    for name, cidr in (("node01", "10.244.1.0/24"), ("node02", "10.244.2.0/24")):
+        n = nodes[name]
+        assert n["spec"]["podCIDR"] == cidr
+        assert {"type": "InternalIP", "address": kt.addr[name]} in n["status"]["addresses"]
+        assert n["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("docker://")
+    assert "cni0" in kt.sh("node01", "docker network inspect podnet --format '{{index .Options \"com.docker.network.bridge.name\"}}'")
+    assert "-A DOCKER-USER -o cni0 -j ACCEPT" in kt.sh("node01", "iptables -S DOCKER-USER")
+
+
+def test_pod_on_a_pv_serves_the_nfs_directory_and_reports_status(kt):
+    d = kt.cfg.nfs_disk / "kubelet-test"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "index.html").write_text("Version: --kubelet\n")
+    kt.kubectl_apply(f"""apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: kubelet-test}}
+spec:
+  capacity: {{storage: 1Gi}}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: manual
+  nfs: {{server: {kt.addr['master']}, path: /nfsdata/kubelet-test}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: www}}
+spec: {{storageClassName: manual, accessModes: [ReadWriteOnce], resources: {{requests: {{storage: 100Mi}}}}}}
+---
+{web('web-a', 'node02', 'httpd:2.4', claim='www')}""")
+    p = wait(lambda: (lambda p: p if _ready(p) else None)(kt.pod("web-a")), 60, "web-a Ready")
+    st = p["status"]
+    assert st["phase"] == "Running" and st["hostIP"] == kt.addr["node02"]
+    assert st["podIP"].startswith("10.244.2.") and st["podIPs"] == [{"ip": st["podIP"]}]
+    assert [c["type"] for c in st["conditions"] if c["status"] == "True"] >= ["Initialized", "Ready"]
+    cs = st["containerStatuses"][0]
+    assert cs["ready"] and cs["started"] and cs["restartCount"] == 0 and "running" in cs["state"]
+    assert cs["image"] == "httpd:2.4" and cs["containerID"].startswith("docker://") and cs["imageID"]
+    # master reaches the pod on the other host through the host-gw route
+    assert kt.sh("master", f"curl -s --max-time 5 http://{st['podIP']}/") == "Version: --kubelet\n"
+    # the container is the kubelet's own, named and labelled like the real one's
+    names = kt.sh("node02", "docker ps --format '{{.Names}}'").split()
+    assert f"k8s_web_web-a_default_{p['metadata']['uid']}_0" in names
+    # writes on the export show at once in the pod
+    (d / "index.html").write_text("changed\n")
+    assert kt.sh("master", f"curl -s --max-time 5 http://{st['podIP']}/") == "changed\n"
+    # deleting the pod stops and removes its container
+    kt.sh("master", "kubectl delete pod web-a --wait=true --timeout=60s")
+    wait(lambda: "web-a" not in kt.sh("node02", "docker ps -a --format '{{.Names}}'"), 30, "container removed")
+
+
+def test_pull_from_a_registry_the_node_does_not_trust_backs_off_with_the_runtime_message(kt):
+    reg = f"{kt.addr['master']}:5000"
+    kt.sh("master", "docker run -d --name registry -p 5000:5000 registry:2 >/dev/null && "
+                    "for i in $(seq 50); do curl -sf http://127.0.0.1:5000/v2/ && break; sleep 0.2; done && "
+                    "docker tag httpd:2.4 localhost:5000/web:v1 && docker push -q localhost:5000/web:v1")
+    kt.kubectl_apply(web("web-b", "node01", f"{reg}/web:v1"))
+
+    def waiting():
+        cs = (kt.pod("web-b").get("status", {}).get("containerStatuses") or [{}])[0]
+        return cs.get("state", {}).get("waiting")
+    w = wait(lambda: (lambda w: w if w and w.get("reason") == "ErrImagePull" else None)(waiting()), 60, "ErrImagePull")
+    assert "http: server gave HTTP response to HTTPS client" in w["message"]
+    wait(lambda: (lambda w: w if w and w.get("reason") == "ImagePullBackOff" else None)(waiting()), 60, "ImagePullBackOff")
+    assert kt.pod("web-b")["status"]["phase"] == "Pending"
+    kt.sh("master", "kubectl delete pod web-b --wait=true --timeout=60s")
+
+
+def test_crashing_container_is_restarted_with_back_off(kt):
+    kt.kubectl_apply(web("web-c", "node01", "httpd:2.4", extra='\n    command: ["/bin/sh", "-c", "exit 3"]'))
+
+    def restarted():
+        cs = (kt.pod("web-c").get("status", {}).get("containerStatuses") or [{}])[0]
+        return cs if cs.get("restartCount", 0) >= 1 and cs.get("lastState", {}).get("terminated") else None
+    cs = wait(restarted, 60, "a restart")
+    assert cs["lastState"]["terminated"]["exitCode"] == 3
+    wait(lambda: ((kt.pod("web-c")["status"]["containerStatuses"][0].get("state", {}).get("waiting") or {})
+                  .get("reason") == "CrashLoopBackOff"), 60, "CrashLoopBackOff")
+    kt.sh("master", "kubectl delete pod web-c --wait=true --timeout=60s")
