@@ -7,6 +7,7 @@ field (``hosts[1].address``), the YAML line where known, and what is allowed.
 from __future__ import annotations
 
 import os
+import reprlib
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -15,6 +16,10 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr,
                       field_validator)
 
 from . import validate as v
+
+_short = reprlib.Repr()
+_short.maxlevel, _short.maxlist, _short.maxdict, _short.maxstring = 2, 4, 4, 60
+MAX_BYTES = 1 << 20  # a hosts.yaml is a few KB; refuse anything absurd before parsing it
 from .errors import InventoryError
 
 Role = Literal["control-plane", "registry", "nfs-server", "worker"]
@@ -202,12 +207,15 @@ class Inventory(_Model):
 
 # ---- loading ---------------------------------------------------------------
 
-def _node_lines(node, prefix=(), out=None, dups=None):
+def _node_lines(node, prefix=(), out=None, dups=None, seen=None):
     """Map field paths (tuples of keys/indexes) to 1-based YAML line numbers,
     and collect duplicate mapping keys (PyYAML silently keeps the last one)."""
     if out is None:
-        out, dups = {}, []
+        out, dups, seen = {}, [], set()
     out.setdefault(prefix, node.start_mark.line + 1)
+    if id(node) in seen:
+        return out, dups  # an alias: walked once already (and an alias bomb never explodes here)
+    seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen = set()
         for key_node, value_node in node.value:
@@ -217,11 +225,11 @@ def _node_lines(node, prefix=(), out=None, dups=None):
                 dups.append((path, key_node.start_mark.line + 1))
             seen.add(key)
             out[path] = key_node.start_mark.line + 1
-            _node_lines(value_node, path, out, dups)
+            _node_lines(value_node, path, out, dups, seen)
             out[path] = key_node.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _node_lines(item, prefix + (i,), out, dups)
+            _node_lines(item, prefix + (i,), out, dups, seen)
     return out, dups
 
 
@@ -272,7 +280,7 @@ def _message(err: dict) -> str:
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
     if kind.endswith("_type"):
-        msg += f" (got {err.get('input')!r})"
+        msg += f" (got {_short.repr(err.get('input'))})"  # bounded: the input may be an alias bomb
     return msg
 
 
@@ -310,6 +318,9 @@ def _cross_checks(inv: Inventory) -> list[tuple[tuple, str]]:
 def parse(text: str, path: str | os.PathLike = "<inventory>", base_dir: str | None = None) -> Inventory:
     """Validate inventory YAML text. ``path`` is only used in messages."""
     path = str(path)
+    if len(text) > MAX_BYTES:
+        raise InventoryError(path, [(None, None, f"the file is {len(text)} bytes: an inventory is at most "
+                                                 f"{MAX_BYTES} bytes (is this the right file?)")])
     try:
         data = yaml.safe_load(text)
         root = yaml.compose(text, Loader=yaml.SafeLoader)

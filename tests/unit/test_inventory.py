@@ -133,3 +133,10 @@ def test_port_and_nfs_options():
         validate.nfs_options(["rw", "rw"])
     with pytest.raises(ValueError, match="unknown NFS export option"):
         validate.nfs_options(["anonuid=x"])
+
+
+def test_huge_file_is_refused_before_parsing(tmp_path):
+    p = tmp_path / "hosts.yaml"
+    p.write_text("# padding\n" * 200_000)
+    with pytest.raises(InventoryError, match="an inventory is at most"):
+        inventory.load(p)
