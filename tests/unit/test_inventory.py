@@ -140,3 +140,16 @@ def test_huge_file_is_refused_before_parsing(tmp_path):
     p.write_text("# padding\n" * 200_000)
     with pytest.raises(InventoryError, match="an inventory is at most"):
         inventory.load(p)
+
+
+def test_twin_inventory_satisfies_the_schema(tmp_path):
+    # contract with labtwin: its generated inventory is a valid labkit inventory
+    import yaml
+
+    from labtwin.hosts import inventory as twin_inventory
+    from labtwin.hosts.config import TwinConfig
+
+    cfg = TwinConfig.from_env(name="h1schema", state=str(tmp_path / "state"))
+    inv = inventory.parse(yaml.safe_dump(twin_inventory.render(cfg), sort_keys=False), tmp_path / "inv.yaml")
+    assert inv.nfs.server == "ganesha"
+    assert inv.control_plane.name == "master" and len(inv.workers) == 2
