@@ -14,13 +14,14 @@ GANESHA_CONF = "/etc/ganesha/ganesha.conf"
 class NfsdAvailable(Fact):
     """Can this kernel serve NFS? -> {"available": bool, "evidence": [...]}.
 
-    Evidence: nfsd in /proc/filesystems, /proc/fs/nfsd present, or a loadable
-    module (``modprobe -n``). Containers and some VMs have none of these.
+    Evidence: nfsd in /proc/filesystems, the nfsd filesystem mounted at /proc/fs/nfsd
+    (an empty /proc/fs/nfsd directory is not enough: containers show one), or a
+    loadable module (``modprobe -n``). Containers and some VMs have none of these.
     """
 
     command = (
         "grep -qw nfsd /proc/filesystems 2>/dev/null && echo filesystems; "
-        "[ -d /proc/fs/nfsd ] && echo proc-fs-nfsd; "
+        "[ -e /proc/fs/nfsd/threads ] && echo proc-fs-nfsd; "
         "modprobe -n nfsd >/dev/null 2>&1 && echo module; true"
     )
 

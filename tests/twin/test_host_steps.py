@@ -1,0 +1,301 @@
+"""labkit's host steps against the labtwin hosts, over real SSH (issue 3, "Tests against the twin").
+
+The module starts from a fresh twin and leaves a fresh one behind (other twin tests expect an
+unconfigured box). Host state is read with ``twin.ssh`` (nsenter, not labkit), so the checks
+do not trust the code under test. labkit runs with a copy of the twin's inventory whose
+known_hosts is this module's own file (pinning is tested from an empty file).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from labkit import flows
+from labkit.errors import HostsFailed
+from labkit.facts.docker import parse_systemctl_cat
+from labkit.inventory import load
+
+pytestmark = pytest.mark.twin
+
+MANAGED = ("/etc/docker/daemon.json /etc/ganesha/ganesha.conf /etc/exports "
+           "/etc/systemd/system/docker.service.d/*.conf /etc/sysconfig/docker")
+OTHER_EXPORT = ("EXPORT {\n\tExport_Id = 50;\n\tPath = /srv/other;\n\tPseudo = /srv/other;\n"
+                "\tAccess_Type = RO;\n\tFSAL {\n\t\tName = VFS;\n\t}\n}\n")
+
+
+@pytest.fixture(scope="module")
+def lab(twin, tmp_path_factory):
+    """A fresh twin for this module, and fresh again afterwards."""
+    from labtwin.hosts import lab as twin_lab
+
+    twin_lab.down(twin.cfg)
+    twin_lab.up(twin.cfg)
+    yield twin
+    twin_lab.down(twin.cfg)
+    twin_lab.up(twin.cfg)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("host-steps")
+
+
+def derived(twin, workdir: Path, name: str, **changes) -> Path:
+    """A copy of the twin's inventory with top-level sections updated (e.g. nfs={...})."""
+    data = yaml.safe_load(Path(twin.inventory_path).read_text())
+    data["ssh"]["known_hosts"] = str(workdir / "known_hosts")
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    path = workdir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def inv(lab, workdir):
+    return load(derived(lab, workdir, "lab"))
+
+
+def sh(twin, host: str, cmd: str, ok: bool = True) -> str:
+    rc, out, err = twin.ssh(host, cmd)
+    if ok:
+        assert rc == 0, f"{host}: {cmd}: rc={rc} {err}"
+    return out
+
+
+def snapshot(twin) -> dict[str, str]:
+    """What the host steps may change, per host, read without labkit."""
+    cmd = (f"sha256sum {MANAGED} 2>/dev/null; "
+           "for u in docker rpcbind nfs-ganesha; do echo $u $(systemctl is-active $u) "
+           "$(systemctl show -p ActiveEnterTimestampMonotonic --value $u); done; "
+           "docker ps -aq --no-trunc | sort; ls -d /data/registry /nfsdata/* 2>/dev/null; "
+           "docker images -q --no-trunc | sort")
+    return {h: sh(twin, h, cmd, ok=False) for h in twin.hosts}
+
+
+def pull(twin, host: str, ref: str) -> tuple[int, str]:
+    rc, out, err = twin.ssh(host, f"docker pull {ref}", timeout=120)
+    return rc, out + err
+
+
+# ------------------------------------------------------------------ plan mode first (fresh twin)
+
+
+def test_plan_mode_changes_nothing_on_a_fresh_twin(lab, inv):
+    before = snapshot(lab)
+    for flow in (flows.setup_registry, flows.setup_nfs):
+        result = flow(inv, plan=True)
+        assert set(result.report.changed_hosts) >= {"master"}
+    # build-images needs the registry to plan; on a fresh twin it says so, changing nothing.
+    with pytest.raises(HostsFailed) as exc:
+        flows.build_images(inv, plan=True)
+    assert "run setup-registry first" in str(exc.value)
+    assert snapshot(lab) == before
+
+
+def test_host_keys_are_pinned_on_first_use(lab, inv, workdir):
+    text = (workdir / "known_hosts").read_text()
+    for address in lab.hosts.values():
+        assert any(line.startswith(address + " ") for line in text.splitlines()), address
+
+
+# ------------------------------------------------------------------ setup-registry
+
+
+def test_setup_registry_runs_the_registry_and_nodes_pull_only_after(lab, inv, workdir):
+    reg = inv.registry_address
+    # node02: an existing daemon.json with another key, and the --insecure-registry flag
+    # in ExecStart (a drop-in), which together make a stock dockerd refuse to start.
+    sh(lab, "node02", "python3 - <<'EOF'\nimport json\np='/etc/docker/daemon.json'\n"
+                      "d=json.load(open(p)); d['log-level']='info'\njson.dump(d, open(p,'w'))\nEOF")
+    unit = parse_systemctl_cat(sh(lab, "node02", "systemctl cat docker.service"))
+    sh(lab, "node02", "mkdir -p /etc/systemd/system/docker.service.d && printf '%s\\n' '[Service]' 'ExecStart=' "
+                      f"'ExecStart={unit['exec_start']} --insecure-registry {reg}' "
+                      "> /etc/systemd/system/docker.service.d/10-flag.conf && systemctl daemon-reload && "
+                      "systemctl restart docker && systemctl is-active docker")
+
+    # First without node01 (an inventory needs a worker: node02 comes along): node01 stays
+    # unconfigured and must fail to pull over plain HTTP.
+    without_node01 = load(derived(lab, workdir, "without-node01",
+                                  hosts=[h for h in yaml.safe_load(Path(lab.inventory_path).read_text())["hosts"]
+                                         if h["name"] != "node01"]))
+    flows.setup_registry(without_node01)
+    sh(lab, "master", f"docker tag httpd:2.4 {reg}/probe:1 && docker push {reg}/probe:1")
+    rc, out = pull(lab, "node01", f"{reg}/probe:1")
+    assert rc != 0 and "http: server gave HTTP response to HTTPS client" in out
+
+    result = flows.setup_registry(inv)
+    assert all(row[2] == "ok" for row in result.checks) and len(result.checks) == 3
+
+    info = sh(lab, "master", "docker inspect -f '{{.HostConfig.RestartPolicy.Name}} {{.Config.Image}} "
+                             "{{range .Mounts}}{{.Source}}:{{.Destination}}{{end}} {{.State.Running}}' registry")
+    assert info.split() == ["always", "registry:2", "/data/registry:/var/lib/registry", "true"]
+    assert sh(lab, "master", "ls /data/registry/docker/registry/v2/repositories").split() == ["probe"]
+
+    rc, out = pull(lab, "node01", f"{reg}/probe:1")
+    assert rc == 0, out
+
+    # node02: other keys kept, flag moved out of ExecStart, dockerd running and pulling.
+    import json
+    daemon = json.loads(sh(lab, "node02", "cat /etc/docker/daemon.json"))
+    assert daemon["log-level"] == "info" and "cgroup-parent" in daemon and reg in daemon["insecure-registries"]
+    assert sh(lab, "node02", "systemctl is-active docker").strip() == "active"
+    assert "--insecure-registry" not in (parse_systemctl_cat(sh(lab, "node02", "systemctl cat docker.service"))
+                                         ["exec_start"])
+    rc, out = pull(lab, "node02", f"{reg}/probe:1")
+    assert rc == 0, out
+
+
+def test_setup_registry_again_changes_nothing(lab, inv):
+    before = snapshot(lab)
+    result = flows.setup_registry(inv)
+    assert result.report.changed_hosts == []
+    assert all(s == "no change" for o in result.report.hosts.values() for _, s, _ in o.applied)
+    assert snapshot(lab) == before
+
+
+# ------------------------------------------------------------------ setup-nfs
+
+
+def test_setup_nfs_kernel_fails_clearly_on_the_twin(lab, workdir):
+    before = snapshot(lab)
+    kernel = load(derived(lab, workdir, "kernel", nfs={"server": "kernel"}))
+    with pytest.raises(HostsFailed) as exc:
+        flows.setup_nfs(kernel)
+    assert list(exc.value.failures) == ["master"]
+    assert "no kernel NFS server" in exc.value.failures["master"]
+    assert "nfs.server: ganesha" in exc.value.failures["master"]
+    assert snapshot(lab) == before
+
+
+def test_setup_nfs_ganesha_exports_and_keeps_other_exports(lab, inv):
+    sh(lab, "master", f"mkdir -p /srv/other && printf '%s' '{OTHER_EXPORT}' >> /etc/ganesha/ganesha.conf")
+    result = flows.setup_nfs(inv)
+    assert [(r[0], r[2]) for r in result.checks] == [("node01", "ok"), ("node02", "ok")]
+    master = lab.hosts["master"]
+    for node in ("node01", "node02"):
+        listed = sh(lab, node, f"showmount -e {master}")
+        assert "/nfsdata" in listed and "/srv/other" in listed  # the other export survived
+    assert OTHER_EXPORT in sh(lab, "master", "cat /etc/ganesha/ganesha.conf")
+    sh(lab, "master", "echo 'hello over nfs' > /nfsdata/labkit-probe.txt")
+    assert sh(lab, "node02", f"nfs-cat nfs://{master}/nfsdata/labkit-probe.txt") == "hello over nfs\n"
+    assert sh(lab, "master", "systemctl is-enabled nfs-ganesha rpcbind").split() == ["enabled", "enabled"]
+
+
+def test_setup_nfs_again_changes_nothing(lab, inv):
+    before = snapshot(lab)
+    result = flows.setup_nfs(inv)
+    assert result.report.changed_hosts == []
+    assert snapshot(lab) == before
+
+
+# ------------------------------------------------------------------ build-images
+
+
+def test_build_images_pushes_both_tags_and_nodes_pull_them(lab, inv):
+    result = flows.build_images(inv)
+    assert result.checks[0][2] == "ok"
+    reg = inv.registry_address
+    tags = sh(lab, "node01", f"curl -fsS http://{reg}/v2/{inv.images.web.repository}/tags/list")
+    assert sorted(yaml.safe_load(tags)["tags"]) == ["v1", "v2"]
+    for tag in ("v1", "v2"):
+        rc, out = pull(lab, "node02", inv.image_ref(tag))
+        assert rc == 0, out
+        env = sh(lab, "node02", f"docker image inspect -f '{{{{json .Config.Env}}}}' {inv.image_ref(tag)}")
+        assert f"WEB_VERSION={tag}" in env
+
+
+def test_build_images_again_changes_nothing(lab, inv):
+    before = snapshot(lab)
+    result = flows.build_images(inv)
+    assert result.report.changed_hosts == []
+    assert snapshot(lab) == before
+
+
+# ------------------------------------------------------------------ doctor
+
+
+def test_doctor_on_the_configured_twin(lab, inv):
+    if lab.cfg.kube:
+        result = flows.doctor(inv)
+        assert all(r[2] == "ok" for r in result.checks)
+        return
+    # Without the Kubernetes twin only master's kubectl checks may fail, and they say why.
+    with pytest.raises(HostsFailed) as exc:
+        flows.doctor(inv)
+    assert list(exc.value.failures) == ["master"]
+    assert "kubectl" in exc.value.failures["master"]
+
+
+def _doctor_rows(inv):
+    from labkit import ui
+
+    rows = []
+    real_table = ui.table
+    ui.table = lambda title, cols, r, status_column=None: rows.extend(r)
+    try:
+        with pytest.raises(HostsFailed) as exc:
+            flows.doctor(inv)
+    finally:
+        ui.table = real_table
+    return exc.value, rows
+
+
+def test_doctor_names_node02_with_sshd_stopped_and_reports_the_others(lab, inv):
+    sh(lab, "node02", "systemctl stop ssh.service ssh.socket 2>/dev/null; systemctl stop ssh; true")
+    try:
+        start = time.monotonic()
+        err, rows = _doctor_rows(inv)
+        assert time.monotonic() - start < 30
+        assert "node02" in err.failures and "cannot connect" in err.failures["node02"]
+        assert {r[0] for r in rows} == {"master", "node01", "node02"}
+        assert all(r[2] == "ok" for r in rows if r[0] == "node01")
+    finally:
+        sh(lab, "node02", "systemctl start ssh")
+
+
+def test_doctor_names_the_registry_when_its_container_is_stopped(lab, inv):
+    sh(lab, "master", "docker stop registry")
+    try:
+        err, rows = _doctor_rows(inv)
+        assert "registry" in err.failures["master"]
+        bad = {(r[0], r[1]) for r in rows if r[2] == "failed"}
+        assert ("master", f"registry container {inv.registry.container}") in bad
+        assert ("node01", f"registry {inv.registry_address} reachable") in bad
+    finally:
+        sh(lab, "master", "docker start registry")
+
+
+# ------------------------------------------------------------------ host keys, unreachable host
+
+
+def test_changed_host_key_is_refused(lab, inv, workdir):
+    sh(lab, "node01", "rm -f /etc/ssh/ssh_host_*; ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key "
+                      "&& systemctl restart ssh")
+    with pytest.raises(HostsFailed) as exc:
+        flows.setup_registry(inv, plan=True)
+    assert list(exc.value.failures) == ["node01"]
+    msg = exc.value.failures["node01"]
+    assert "host key of" in msg and "changed" in msg and str(workdir / "known_hosts") in msg and "line " in msg
+
+
+def test_unreachable_host_is_a_clean_error_within_the_timeout(lab, workdir):
+    hosts = yaml.safe_load(Path(lab.inventory_path).read_text())["hosts"]
+    # .9 on the twin's bridge: an address nothing answers on.
+    ghost = str(lab.cfg.subnet.network_address + 9)
+    for h in hosts:
+        if h["name"] == "node02":
+            h["address"] = ghost
+    inv = load(derived(lab, workdir, "ghost", hosts=hosts, ssh={"connect_timeout": 2}))
+    start = time.monotonic()
+    with pytest.raises(HostsFailed) as exc:
+        flows.doctor(inv)
+    assert time.monotonic() - start < 10
+    msg = exc.value.failures["node02"]
+    assert ghost in msg and ("no answer" in msg or "cannot connect" in msg)
