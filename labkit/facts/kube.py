@@ -137,7 +137,8 @@ class PVC:
 
 
 class PVCs(KubectlFact):
-    """PVCs of the namespace; with ``prefix`` only those named ``<prefix>...`` (the set's claims)."""
+    """PVCs of the namespace; with ``prefix`` only those named ``<prefix><ordinal>`` (the set's
+    claims: "test-statefulset-" must not take in "test-statefulset-b-0" of another set)."""
 
     def __init__(self, namespace: str, prefix: str = ""):
         self.namespace, self.prefix = namespace, prefix
@@ -149,7 +150,8 @@ class PVCs(KubectlFact):
         out = []
         for obj in _items(_json(result, "persistentvolumeclaims")):
             meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
-            if not meta.get("name", "").startswith(self.prefix):
+            name = meta.get("name", "")
+            if self.prefix and not (name.startswith(self.prefix) and name[len(self.prefix):].isdigit()):
                 continue
             out.append(PVC(
                 name=meta["name"], phase=status.get("phase"), volume=spec.get("volumeName") or None,
