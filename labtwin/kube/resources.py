@@ -269,7 +269,8 @@ def node_cells(o: dict, now: float) -> list:
     return [_name(o), status, ",".join(r for r in roles if r) or "<none>", age(o, now),
             info.get("kubeletVersion", ""), addrs.get("InternalIP", "<none>"),
             addrs.get("ExternalIP", "<none>"), info.get("osImage", "<unknown>"),
-            info.get("kernelVersion", "<unknown>"), info.get("containerRuntimeVersion", "<unknown>")]
+            info.get("kernelVersion", "<unknown>"),
+            info.get("containerRuntimeVersion", "<unknown>")]
 
 
 def ns_cells(o: dict, now: float) -> list:

@@ -294,9 +294,13 @@ class Store:
             return None
 
     def list(self, res: R.Resource, ns: str | None,
-             predicate: Callable[[dict], bool] = lambda o: True) -> tuple[list[dict], int]:
+             predicate: Callable[[dict], bool] = lambda o: True,
+             deep: bool = True) -> tuple[list[dict], int]:
+        """deep=False returns top-level copies sharing nested values with the store (stored
+        objects are replaced, never changed in place): for callers that only serialize."""
+        dup = copy.deepcopy if deep else dict
         with self.lock:
-            items = [copy.deepcopy(o) for (ons, _), o in sorted(self.objects[res.key].items())
+            items = [dup(o) for (ons, _), o in sorted(self.objects[res.key].items())
                      if (ns is None or ons == ns) and predicate(o)]
             return items, self.rv
 
