@@ -120,8 +120,13 @@ def content_step(inv, hosts: dict[str, HostConnection], *, ordinals=None, if_mis
 # ------------------------------------------------------------------ deploy
 
 
-def deploy(inv, *, plan: bool = False, timeout: int = DEFAULT_TIMEOUT) -> KubeResult:
-    """Apply the manifests (only what is missing or drifted), wait for the rollouts, write content."""
+def deploy(inv, *, plan: bool = False, timeout: int = DEFAULT_TIMEOUT, rewrite_content: bool = False) -> KubeResult:
+    """Apply the manifests (only what is missing or drifted), wait for the rollouts, and give every
+    replica without an index.html its version's content.
+
+    Existing content is kept (after a teardown without --purge the old volumes come back serving
+    what they served); ``rewrite_content`` rewrites every directory to the expected version.
+    """
     ns, name, _ = _names(inv)
     hosts = connect(inv)
     try:
@@ -138,8 +143,7 @@ def deploy(inv, *, plan: bool = False, timeout: int = DEFAULT_TIMEOUT) -> KubeRe
             return result
         _wait(cp, kube_ops.rollout_status("deployment", manifests.PROVISIONER_SA, ns, timeout), timeout)
         _wait(cp, kube_ops.rollout_status("statefulset", name, ns, timeout), timeout)
-        # Every replica's directory gets its content; a directory already right is left alone.
-        result.details["content"] = content_step(inv, hosts, title="content")
+        result.details["content"] = content_step(inv, hosts, if_missing=not rewrite_content, title="content")
         return result
     finally:
         _close(hosts)

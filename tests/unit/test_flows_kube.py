@@ -155,6 +155,17 @@ def test_deploy_applies_waits_and_writes_content(lab):
     assert sorted(f.read_text() for f in files) == ["Version: --v1\n"] * 4 + ["Version: --v2\n"] * 6
 
 
+def test_redeploy_keeps_existing_content_unless_rewrite(lab):
+    (lab["kube"] / "objects.json").write_text("")
+    flows_kube.deploy(lab["inv"])
+    f = next(p for p in lab["export"].rglob("index.html") if "statefulset-0-" in str(p))
+    f.write_text("Version: --old\n")
+    res = flows_kube.deploy(lab["inv"])
+    assert f.read_text() == "Version: --old\n" and len(res.details["content"]["kept"]) == 1
+    res = flows_kube.deploy(lab["inv"], rewrite_content=True)
+    assert f.read_text() == "Version: --v1\n" and res.details["content"]["written"] == [str(f.parent)]
+
+
 def test_scale_noop_when_already_scaled(lab):
     res = flows_kube.scale(lab["inv"])
     assert res.report.hosts["master"].plans[0].no_change
