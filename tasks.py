@@ -82,12 +82,106 @@ def doctor(c, inventory: str | None = None):
     _run(lambda: flows.doctor(_load(c, inventory)))
 
 
-ns = Collection(setup_registry, setup_nfs, build_images, doctor)
+# ---- Kubernetes tasks: bodies in labkit/flows_kube.py ---------------------------------
+
+TIMEOUT_HELP = "seconds to wait for each rollout (kubectl rollout status --timeout)"
+
+
+def _int_option(name: str, value, low: int = 0, high: int = 1000) -> int | None:
+    """Optional int options default to the inventory, so they arrive as strings (or None)."""
+    if value is None:
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise Exit(f"labkit: --{name} must be a whole number, got {value!r}", code=1) from None
+    if not low <= number <= high:
+        raise Exit(f"labkit: --{name} must be between {low} and {high}, got {number}", code=1)
+    return number
+
+
+@task(help={"inventory": INVENTORY_HELP, "plan": PLAN_HELP, "timeout": TIMEOUT_HELP})
+def deploy(c, inventory: str | None = None, plan: bool = False, timeout: int = 600):
+    """Apply RBAC, provisioner, StorageClass, Service and StatefulSet; wait; write each replica's content."""
+    from labkit import flows_kube
+
+    _run(lambda: flows_kube.deploy(_load(c, inventory), plan=plan, timeout=timeout))
+
+
+@task(help={"inventory": INVENTORY_HELP, "plan": PLAN_HELP, "timeout": TIMEOUT_HELP,
+            "replicas": "replicas after scaling (default: kubernetes.rollout.replicas)",
+            "image-tag": "image tag to roll out (default: kubernetes.rollout.image_tag)",
+            "partition": "ordinals at or above it move to the new tag (default: kubernetes.rollout.partition)"})
+def scale(c, inventory: str | None = None, replicas=None, image_tag: str | None = None, partition=None,
+          plan: bool = False, timeout: int = 600):
+    """Seed step 7: scale and roll out the new tag with a partition in one change; report new PVC/PVs."""
+    from labkit import flows_kube
+
+    r, p = _int_option("replicas", replicas), _int_option("partition", partition)
+    _run(lambda: flows_kube.scale(_load(c, inventory), replicas=r, image_tag=image_tag, partition=p,
+                                  plan=plan, timeout=timeout))
+
+
+@task(help={"inventory": INVENTORY_HELP, "plan": PLAN_HELP})
+def write_v2(c, inventory: str | None = None, plan: bool = False):
+    """Seed step 8: write the new version's content for ordinals at or above the partition."""
+    from labkit import flows_kube
+
+    _run(lambda: flows_kube.write_v2(_load(c, inventory), plan=plan))
+
+
+def _verify(c, inventory, as_json: bool) -> None:
+    from labkit import flows_kube
+
+    report = _run(lambda: flows_kube.verify(_load(c, inventory), as_json=as_json))
+    if not report.ok:
+        bad = [r.pod for r in report.rows if not r.ok]
+        raise Exit(f"labkit: verify failed: {len(bad)} pod(s) wrong ({', '.join(bad)})"
+                   + (f"; {len(report.problems)} other problem(s)" if report.problems else ""), code=1)
+
+
+@task(help={"inventory": INVENTORY_HELP, "json": "print the report as JSON"})
+def verify(c, inventory: str | None = None, json: bool = False):
+    """Curl every pod from the control plane; compare with the expected version; exit 1 on any mismatch."""
+    _verify(c, inventory, json)
+
+
+@task(help={"inventory": INVENTORY_HELP})
+def status(c, inventory: str | None = None):
+    """The StatefulSet, its pods with PVC/PV directories, and the nodes."""
+    from labkit import flows_kube
+
+    _run(lambda: flows_kube.status(_load(c, inventory)))
+
+
+@task(help={"inventory": INVENTORY_HELP, "plan": PLAN_HELP,
+            "purge": "also delete the PVCs, PVs and their NFS directories (needs --yes)",
+            "yes": "confirm --purge"})
+def teardown(c, inventory: str | None = None, purge: bool = False, yes: bool = False, plan: bool = False):
+    """Remove the workload; PVCs, PVs and NFS data stay unless --purge --yes."""
+    from labkit import flows_kube
+
+    _run(lambda: flows_kube.teardown(_load(c, inventory), purge=purge, yes=yes, plan=plan))
+
+
+@task(help={"inventory": INVENTORY_HELP, "timeout": TIMEOUT_HELP})
+def up(c, inventory: str | None = None, timeout: int = 600):
+    """The whole seed flow in order: setup-registry, setup-nfs, build-images, deploy, scale, write-v2, verify."""
+    from labkit import flows, flows_kube
+
+    inv = _load(c, inventory)
+    for step in (flows.setup_registry, flows.setup_nfs, flows.build_images):
+        _run(step, inv)
+    _run(flows_kube.deploy, inv, timeout=timeout)
+    _run(flows_kube.scale, inv, timeout=timeout)
+    _run(flows_kube.write_v2, inv)
+    _verify(c, inventory, False)
+
+
+ns = Collection(setup_registry, setup_nfs, build_images, doctor, deploy, scale, write_v2, verify, status,
+                teardown, up)
 # Invoke only lets INVOKE_* env vars override keys that exist in the defaults.
 ns.configure({"lab": {"inventory": DEFAULT_INVENTORY}})
-
-# ---- Kubernetes tasks (H1: labkit/flows_kube.py): deploy, scale, write-v2, verify,
-# ---- status, teardown, up are added here when that module lands.
 
 # ---- twin namespace (H3: twin_tasks.py defines the `twin` collection; added when present) ----
 if importlib.util.find_spec("twin_tasks") is not None:

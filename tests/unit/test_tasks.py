@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from invoke import Config, Exit, MockContext, Program
@@ -96,3 +97,51 @@ def test_list_and_help_document_the_tasks(capsys):
     Program(namespace=tasks.ns).run(["invoke", "--help", "setup-nfs"], exit=False)
     out = capsys.readouterr().out
     assert "-i STRING, --inventory=STRING" in out and "-p, --plan" in out
+
+
+# ---- Kubernetes tasks (bodies in labkit/flows_kube.py)
+
+from labkit import flows_kube  # noqa: E402
+
+
+def test_scale_options_are_typed_and_default_to_the_inventory(inventory, monkeypatch):
+    seen = []
+    monkeypatch.setattr(flows_kube, "scale", lambda inv, **kw: seen.append(kw))
+    tasks.scale(ctx(), inventory=str(inventory))
+    Program(namespace=tasks.ns).run(["invoke", "scale", "-i", str(inventory), "--replicas", "10",
+                                     "--partition", "4", "--image-tag", "v2", "--plan"], exit=False)
+    assert seen == [dict(replicas=None, image_tag=None, partition=None, plan=False, timeout=600),
+                    dict(replicas=10, image_tag="v2", partition=4, plan=True, timeout=600)]
+    with pytest.raises(Exit) as exc:
+        tasks.scale(ctx(), inventory=str(inventory), replicas="ten")
+    assert exc.value.message == "labkit: --replicas must be a whole number, got 'ten'"
+    with pytest.raises(Exit):
+        tasks.scale(ctx(), inventory=str(inventory), partition="-1")
+
+
+def test_verify_mismatch_exits_1_naming_the_pods(inventory, monkeypatch):
+    report = SimpleNamespace(ok=False, problems=[], rows=[SimpleNamespace(pod="statefulset-0", ok=True),
+                                                          SimpleNamespace(pod="statefulset-7", ok=False)])
+    monkeypatch.setattr(flows_kube, "verify", lambda inv, as_json=False: report)
+    with pytest.raises(Exit) as exc:
+        tasks.verify(ctx(), inventory=str(inventory), json=True)
+    assert exc.value.code == 1 and exc.value.message == "labkit: verify failed: 1 pod(s) wrong (statefulset-7)"
+    report.ok, report.rows[1].ok = True, True
+    tasks.verify(ctx(), inventory=str(inventory))
+
+
+def test_teardown_passes_purge_and_yes(inventory, monkeypatch):
+    seen = []
+    monkeypatch.setattr(flows_kube, "teardown", lambda inv, **kw: seen.append(kw))
+    Program(namespace=tasks.ns).run(["invoke", "teardown", "-i", str(inventory), "--purge", "--yes"], exit=False)
+    assert seen == [dict(purge=True, yes=True, plan=False)]
+
+
+def test_up_runs_the_whole_flow_in_order(inventory, monkeypatch, calls):
+    for name in ("deploy", "scale", "write_v2"):
+        monkeypatch.setattr(flows_kube, name, lambda inv, _n=name, **kw: calls.append((_n, inv, None)))
+    monkeypatch.setattr(flows_kube, "verify", lambda inv, as_json=False: (
+        calls.append(("verify", inv, None)), SimpleNamespace(ok=True, rows=[], problems=[]))[1])
+    tasks.up(ctx(), inventory=str(inventory))
+    assert [c[0] for c in calls] == ["setup_registry", "setup_nfs", "build_images", "deploy", "scale",
+                                     "write_v2", "verify"]
