@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import yaml
 
@@ -135,18 +135,6 @@ def rollout_status(kind: str, name: str, namespace: str, timeout: int = 600) -> 
     return Command(
         f"kubectl rollout status {_q(kind + '/' + name)} -n {_q(namespace)} --timeout={_timeout(timeout)}",
         sudo=False, description=f"wait for {kind}/{name} to roll out")
-
-
-def wait_pvcs_bound(namespace: str, names: Iterable[str], timeout: int = 300) -> Command | None:
-    """``kubectl wait`` until the named PVCs are Bound (None when there are none).
-    ``--for=jsonpath`` needs kubectl >= 1.23."""
-    names = list(names)
-    if not names:
-        return None
-    refs = " ".join(_q(f"pvc/{n}") for n in names)
-    return Command(
-        f"kubectl wait --for=jsonpath='{{.status.phase}}'=Bound {refs} -n {_q(namespace)} --timeout={_timeout(timeout)}",
-        sudo=False, description=f"wait for {len(names)} PVC(s) to be Bound")
 
 
 def teardown(objects: list[dict], current: dict, pvcs: list[PVC], pvs: list[PV], purge: bool = False,

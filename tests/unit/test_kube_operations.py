@@ -97,7 +97,7 @@ def test_patch_is_valid_json_and_strategic():
     assert patch["spec"]["template"]["spec"]["containers"] == [{"image": "192.168.20.6:5000/web-httpd:v2", "name": "web"}]
 
 
-def test_rollout_status_and_wait():
+def test_rollout_status():
     c = kube.rollout_status("statefulset", "statefulset", "default", timeout=300)
     assert c.command == "kubectl rollout status statefulset/statefulset -n default --timeout=300s"
     assert c.sudo is False
@@ -105,10 +105,6 @@ def test_rollout_status_and_wait():
         kube.rollout_status("pod", "x", "default")
     with pytest.raises(OperationError):
         kube.rollout_status("statefulset", "x", "default", timeout=0)
-    w = kube.wait_pvcs_bound("default", ["test-statefulset-6", "test-statefulset-7"], timeout=60)
-    assert w.command == ("kubectl wait --for=jsonpath='{.status.phase}'=Bound pvc/test-statefulset-6 "
-                         "pvc/test-statefulset-7 -n default --timeout=60s")
-    assert kube.wait_pvcs_bound("default", []) is None
 
 
 def _pvcs_pvs():
