@@ -12,6 +12,8 @@ import shlex
 
 from invoke import Collection, Exit, task
 
+from labtwin.hosts.kube_units import KUBE_DEFAULT
+
 NAME_HELP = "twin instance name (env LABTWIN_NAME, default labtwin)"
 STATE_HELP = "state dir (env LABTWIN_STATE, default /var/lib/labtwin/<name>)"
 
@@ -32,12 +34,13 @@ def _check(rc: int, what: str) -> None:
 
 
 @task(help={"subnet": "IPv4 subnet (env LABTWIN_SUBNET, default 10.213.20.0/24)",
-            "kube": "install and start the Kubernetes twin's units", "name": NAME_HELP, "state": STATE_HELP})
-def up(c, subnet: str | None = None, kube: bool | None = None, name: str | None = None,
+            "kube": "install and start the Kubernetes twin's units (default: env LABTWIN_KUBE=1)",
+            "name": NAME_HELP, "state": STATE_HELP})
+def up(c, subnet: str | None = None, kube: bool = KUBE_DEFAULT, name: str | None = None,
        state: str | None = None):
     """Start master/node01/node02 (cleans the leftovers of a crashed twin first)."""
-    kube_flag = [] if kube is None else (["--kube"] if kube else ["--no-kube"])
-    _check(_cli(*_opts(name, state), "up", *(["--subnet", subnet] if subnet else []), *kube_flag), "up")
+    kube_flag = "--kube" if kube else "--no-kube"
+    _check(_cli(*_opts(name, state), "up", *(["--subnet", subnet] if subnet else []), kube_flag), "up")
 
 
 @task(help={"name": NAME_HELP, "state": STATE_HELP})

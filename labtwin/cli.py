@@ -77,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
                 for name, v in st["hosts"].items():
                     flags = " ".join(f"{k}={'ok' if v[k] else 'NO'}" for k in ("running", "ssh", "docker"))
                     print(f"  {name:7} {v['address']:15} {flags}")
+                left = lab.leftovers(cfg)
+                if left and not any(v["running"] for v in st["hosts"].values()):
+                    print(f"  not running, {len(left)} leftovers (e.g. {left[0]}): "
+                          "`python -m labtwin up` or `down` cleans them")
             return 0 if all(v["running"] and v["ssh"] and v["docker"] for v in st["hosts"].values()) else 1
         if args.cmd == "ssh":
             cfg = _config(args)

@@ -56,14 +56,12 @@ def twin_config():
     from labtwin.hosts.config import TwinConfig
     from labtwin.hosts.kube_units import KUBE_DEFAULT
 
-    kube_env = os.environ.get("LABTWIN_KUBE")
     name = os.environ.get("LABTWIN_NAME") or TEST_TWIN_NAME
     subnet = os.environ.get("LABTWIN_SUBNET")
     if not subnet:
         probe = TwinConfig.from_env(name=name)  # a running twin of that name keeps its subnet
         subnet = str(probe.subnet) if lab.is_up(probe) else network.free_subnet(TEST_TWIN_SUBNET)
-    return TwinConfig.from_env(name=name, subnet=subnet,
-                               kube=KUBE_DEFAULT if kube_env is None else kube_env == "1")
+    return TwinConfig.from_env(name=name, subnet=subnet, kube=KUBE_DEFAULT)
 
 
 @pytest.fixture(scope="session")

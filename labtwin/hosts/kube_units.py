@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 
 from . import rootfs
 from .config import NFS_EXPORT, NODE_NFS_PATH, REPO_ROOT, HostSpec, TwinConfig, TwinError
 
-# The lead turns this on once labtwin/kube/{apiserver,controller_manager,kubelet}.py exist.
-KUBE_DEFAULT = False
+# Off until labtwin/kube/{apiserver,controller_manager,kubelet}.py are ready; env LABTWIN_KUBE=1/0
+# overrides (CLI --kube/--no-kube, the tests' fixture and the invoke task all start from this).
+KUBE_DEFAULT = os.environ.get("LABTWIN_KUBE", "0") == "1"
 MODULES = {"master": ("apiserver", "controller_manager"), "node": ("kubelet",)}
 VENV_BIN = REPO_ROOT / ".venv" / "bin"
 
