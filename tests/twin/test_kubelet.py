@@ -170,3 +170,65 @@ def test_crashing_container_is_restarted_with_back_off(kt):
     wait(lambda: ((kt.pod("web-c")["status"]["containerStatuses"][0].get("state", {}).get("waiting") or {})
                   .get("reason") == "CrashLoopBackOff"), 60, "CrashLoopBackOff")
     kt.sh("master", "kubectl delete pod web-c --wait=true --timeout=60s")
+
+
+GANESHA = """NFS_CORE_PARAM { Protocols = 3, 4; }
+EXPORT {
+	Export_Id = 1;
+	Path = "/nfsdata";
+	Pseudo = "/nfsdata";
+	Protocols = 3, 4;
+	Transports = TCP;
+	SecType = sys;
+	Squash = No_Root_Squash;
+	Access_Type = RW;
+	FSAL { Name = VFS; }
+}
+"""
+
+
+def test_provisioner_creates_and_removes_directories_through_nfs(kt):
+    kt.sh("master", f"printf '%s' {shlex.quote(GANESHA)} > /etc/ganesha/ganesha.conf && "
+                    "systemctl start rpcbind && systemctl restart nfs-ganesha && "
+                    "for i in $(seq 100); do showmount -e 127.0.0.1 2>/dev/null | grep -q /nfsdata && break; sleep 0.2; done")
+    m = kt.addr["master"]
+    kt.kubectl_apply(f"""apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {{name: nfs-client}}
+provisioner: k8s-sigs.io/nfs-subdir-external-provisioner
+reclaimPolicy: Delete
+parameters: {{archiveOnDelete: "false"}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: nfs-client-provisioner}}
+spec:
+  replicas: 1
+  strategy: {{type: Recreate}}
+  selector: {{matchLabels: {{app: nfs-client-provisioner}}}}
+  template:
+    metadata: {{labels: {{app: nfs-client-provisioner}}}}
+    spec:
+      containers:
+      - name: nfs-client-provisioner
+        image: registry.k8s.io/sig-storage/nfs-subdir-external-provisioner:v4.0.2
+        env:
+        - {{name: PROVISIONER_NAME, value: k8s-sigs.io/nfs-subdir-external-provisioner}}
+        - {{name: NFS_SERVER, value: {m}}}
+        - {{name: NFS_PATH, value: /nfsdata}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: data}}
+spec: {{storageClassName: nfs-client, accessModes: [ReadWriteOnce], resources: {{requests: {{storage: 100Mi}}}}}}
+""")
+    pvc = wait(lambda: (lambda c: c if c.get("status", {}).get("phase") == "Bound" else None)(
+        kt.client.get("persistentvolumeclaims", "data", "default")), 90, "claim bound")
+    pv = kt.client.get("persistentvolumes", pvc["spec"]["volumeName"])
+    dirname = f"default-data-{pv['metadata']['name']}"
+    assert pv["spec"]["nfs"] == {"server": m, "path": f"/nfsdata/{dirname}"}
+    d = kt.cfg.nfs_disk / dirname
+    assert d.is_dir() and (d.stat().st_mode & 0o777) == 0o777
+    kt.sh("master", "kubectl delete pvc data --wait=true --timeout=60s")
+    wait(lambda: kt.client.get_or_none("persistentvolumes", pv["metadata"]["name"]) is None, 60, "PV deleted")
+    assert not d.exists()

@@ -32,7 +32,10 @@ class NfsRsBackend:
     def mkdir(self, server: str, export: str, name: str) -> None:
         with self._connect(server, export) as c:
             c.mkdir(name, 0o777, exist_ok=True)
-            c.chmod(name, 0o777)  # the server's umask must not narrow it, as upstream does with os.Chmod
+            # upstream chmods after mkdir so a umask cannot narrow the mode; nfs-ganesha's VFS answers
+            # SETATTR with NFS3ERR_JUKEBOX here, so chmod only when the created mode is not already 0777
+            if c.stat(name).mode & 0o7777 != 0o777:
+                c.chmod(name, 0o777)
 
     def remove_tree(self, server: str, export: str, name: str) -> None:
         with self._connect(server, export) as c:
