@@ -34,6 +34,14 @@ class Twin:
         """name -> address"""
         return {h.name: str(h.address) for h in self.cfg.hosts}
 
+    def reset(self) -> None:
+        """A fresh twin (same name, subnet, addresses) in ~2-3 s: for tests that need untouched hosts.
+        Host keys and the client key are regenerated; labkit's known_hosts file is removed."""
+        from labtwin.hosts import lab
+
+        lab.down(self.cfg)
+        lab.up(self.cfg)
+
     def init_pid(self, host: str) -> int:
         from labtwin.hosts import lab
 

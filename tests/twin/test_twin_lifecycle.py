@@ -153,6 +153,16 @@ def test_nfs_disk_is_shared_between_master_export_and_nodes(twin):
     twin.ssh("master", f"rm /nfsdata/probe-{token}")
 
 
+def test_reset_gives_fresh_hosts_at_the_same_addresses(twin):
+    rc, _, _ = twin.ssh("node02", "touch /root/dirty")
+    old_pid = twin.init_pid("node02")
+    twin.reset()
+    assert twin.init_pid("node02") != old_pid
+    rc, _, _ = twin.ssh("node02", "test -e /root/dirty")
+    assert rc == 1
+    assert lab.is_up(twin.cfg)
+
+
 def test_inventory_is_labkit_schema_for_the_twin(twin):
     inv = yaml.safe_load(twin.inventory_path.read_text())
     seed = yaml.safe_load(open("hosts.yaml").read())
