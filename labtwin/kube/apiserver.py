@@ -40,6 +40,19 @@ SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 CORE_EVENTS = R.lookup("", "v1", "events")
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """YAML as sigs.k8s.io/yaml reads it into JSON: timestamps stay strings."""
+
+
+_YamlLoader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:timestamp"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
+def load_yaml(raw: bytes):
+    return yaml.load(raw.decode() or "{}", Loader=_YamlLoader)
+
+
 # ---------------------------------------------------------------- events.k8s.io <-> core/v1
 
 _EV_MAP = [("regarding", "involvedObject"), ("note", "message"),
@@ -92,6 +105,7 @@ class Api:
     def __init__(self, store: Store):
         self.store = store
         self.ip_lock = threading.Lock()
+        self.request = threading.local()  # fieldValidation mode and warnings of this request
         self._bootstrap()
 
     def _bootstrap(self) -> None:
@@ -166,6 +180,14 @@ class Api:
 
     def _finish(self, sres: R.Resource, obj: dict, old: dict | None) -> None:
         """Defaulting, status handling, validation, generation: shared by create and update."""
+        mode = getattr(self.request, "field_validation", "Warn")
+        unknown = D.unknown_fields(sres.kind, obj, drop=mode != "Strict")
+        if unknown and mode == "Strict":
+            raise bad_request(f'{sres.kind} in version "{sres.version}" cannot be handled as a '
+                              f'{sres.kind}: strict decoding error: ' +
+                              ", ".join(f'unknown field "{u}"' for u in unknown))
+        if unknown and mode == "Warn":
+            self.request.warnings = [f'unknown field "{u}"' for u in unknown]
         if old is None and sres.kind in D.STATUS_RESET_ON_CREATE:
             obj.pop("status", None)
         D.default(sres, obj)
@@ -296,7 +318,7 @@ class Api:
         ctype = ctype.split(";")[0].strip()
         try:
             if ctype == "application/apply-patch+yaml":
-                body = yaml.safe_load(raw.decode() or "{}")
+                body = load_yaml(raw)
             else:
                 body = json.loads(raw.decode() or "null")
         except (ValueError, yaml.YAMLError) as e:
@@ -620,6 +642,8 @@ class Handler(BaseHTTPRequestHandler):
         data = body if isinstance(body, bytes) else \
             json.dumps(body, separators=(",", ":")).encode()
         self.send_response(code)
+        for w in getattr(self.api.request, "warnings", None) or []:
+            self.send_header("Warning", '299 - ' + json.dumps(w))
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-cache, private")
@@ -654,7 +678,7 @@ class Handler(BaseHTTPRequestHandler):
                               f'application/json, application/yaml')
         try:
             if "yaml" in ctype:
-                return yaml.safe_load(raw.decode() or "{}")
+                return load_yaml(raw)
             return json.loads(raw.decode() or "{}")
         except (ValueError, yaml.YAMLError) as e:
             raise bad_request(f"the body of the request could not be decoded: {e}")
@@ -682,6 +706,8 @@ class Handler(BaseHTTPRequestHandler):
         q = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query, keep_blank_values=True)
              .items()}
         path = url.path.rstrip("/") or "/"
+        self.api.request.field_validation = q.get("fieldValidation", "Warn")
+        self.api.request.warnings = []
         try:
             self._route(method, path, q)
         except StatusError as e:

@@ -459,3 +459,100 @@ def _validate_update(inv: Invalid, res: R.Resource, obj: dict, old: dict) -> Non
         if obj.get("roleRef") != old.get("roleRef"):
             inv.add("FieldValueInvalid", "roleRef",
                     "Invalid value: rbac.RoleRef: cannot change roleRef")
+
+
+# ---------------------------------------------------------------- unknown fields
+# Known fields of the parts of each kind that people write by hand (the Go structs of 1.32);
+# a None node accepts anything below it. fieldValidation=Strict (kubectl's default) turns an
+# unknown field into 400 "strict decoding error: unknown field ...", Warn into a warning.
+
+def _obj(*names: str, **nested) -> dict:
+    return {**{n: None for n in names}, **nested}
+
+
+def _list(node):
+    return ("list", node)
+
+
+_META = _obj("name", "generateName", "namespace", "labels", "annotations", "finalizers",
+             "ownerReferences", "uid", "resourceVersion", "creationTimestamp",
+             "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "managedFields",
+             "selfLink")
+_CONTAINER = _obj("name", "image", "command", "args", "workingDir", "ports", "envFrom", "env",
+                  "resources", "resizePolicy", "volumeMounts", "volumeDevices", "livenessProbe",
+                  "readinessProbe", "startupProbe", "lifecycle", "terminationMessagePath",
+                  "terminationMessagePolicy", "imagePullPolicy", "securityContext", "stdin",
+                  "stdinOnce", "tty", "restartPolicy")
+_POD_SPEC = _obj(
+    "volumes", "activeDeadlineSeconds", "affinity", "automountServiceAccountToken",
+    "dnsConfig", "dnsPolicy", "enableServiceLinks", "ephemeralContainers", "hostAliases",
+    "hostIPC", "hostNetwork", "hostPID", "hostUsers", "hostname", "imagePullSecrets",
+    "nodeName", "nodeSelector", "os", "overhead", "preemptionPolicy", "priority",
+    "priorityClassName", "readinessGates", "resourceClaims", "resources", "restartPolicy",
+    "runtimeClassName", "schedulerName", "schedulingGates", "securityContext",
+    "serviceAccount", "serviceAccountName", "setHostnameAsFQDN", "shareProcessNamespace",
+    "subdomain", "terminationGracePeriodSeconds", "tolerations", "topologySpreadConstraints",
+    containers=_list(_CONTAINER), initContainers=_list(_CONTAINER))
+_TEMPLATE = {"metadata": _META, "spec": _POD_SPEC}
+_PVC_SPEC = _obj("accessModes", "selector", "resources", "volumeName", "storageClassName",
+                 "volumeMode", "dataSource", "dataSourceRef", "volumeAttributesClassName")
+_TOP = ("apiVersion", "kind")
+KNOWN_FIELDS: dict[str, dict] = {
+    "Pod": _obj(*_TOP, "status", metadata=_META, spec=_POD_SPEC),
+    "StatefulSet": _obj(*_TOP, "status", metadata=_META, spec=_obj(
+        "replicas", "selector", "serviceName", "podManagementPolicy", "updateStrategy",
+        "revisionHistoryLimit", "minReadySeconds", "persistentVolumeClaimRetentionPolicy",
+        "ordinals", template=_TEMPLATE, volumeClaimTemplates=_list(
+            _obj("apiVersion", "kind", "status", metadata=_META, spec=_PVC_SPEC)))),
+    "Deployment": _obj(*_TOP, "status", metadata=_META, spec=_obj(
+        "replicas", "selector", "strategy", "minReadySeconds", "revisionHistoryLimit",
+        "paused", "progressDeadlineSeconds", template=_TEMPLATE)),
+    "ReplicaSet": _obj(*_TOP, "status", metadata=_META, spec=_obj(
+        "replicas", "minReadySeconds", "selector", template=_TEMPLATE)),
+    "Service": _obj(*_TOP, "status", metadata=_META, spec=_obj(
+        "ports", "selector", "clusterIP", "clusterIPs", "type", "externalIPs",
+        "sessionAffinity", "loadBalancerIP", "loadBalancerSourceRanges", "externalName",
+        "externalTrafficPolicy", "healthCheckNodePort", "publishNotReadyAddresses",
+        "sessionAffinityConfig", "ipFamilies", "ipFamilyPolicy",
+        "allocateLoadBalancerNodePorts", "loadBalancerClass", "internalTrafficPolicy",
+        "trafficDistribution")),
+    "PersistentVolumeClaim": _obj(*_TOP, "status", metadata=_META, spec=_PVC_SPEC),
+    "PersistentVolume": _obj(*_TOP, "spec", "status", metadata=_META),
+    "StorageClass": _obj(*_TOP, "provisioner", "parameters", "reclaimPolicy", "mountOptions",
+                         "allowVolumeExpansion", "volumeBindingMode", "allowedTopologies",
+                         metadata=_META),
+    "ServiceAccount": _obj(*_TOP, "secrets", "imagePullSecrets",
+                           "automountServiceAccountToken", metadata=_META),
+    "ClusterRole": _obj(*_TOP, "rules", "aggregationRule", metadata=_META),
+    "Role": _obj(*_TOP, "rules", metadata=_META),
+    "ClusterRoleBinding": _obj(*_TOP, "subjects", "roleRef", metadata=_META),
+    "RoleBinding": _obj(*_TOP, "subjects", "roleRef", metadata=_META),
+    "Namespace": _obj(*_TOP, "spec", "status", metadata=_META),
+}
+
+
+def unknown_fields(kind: str, obj: dict, drop: bool = False) -> list[str]:
+    """Paths of unknown fields; drop=True also removes them (a decoder drops what it does not
+    know unless it is strict)."""
+    out: list[str] = []
+
+    def walk(node, value, path: str) -> None:
+        if node is None:
+            return
+        if isinstance(node, tuple):
+            if isinstance(value, list):
+                for i, item in enumerate(value):
+                    walk(node[1], item, f"{path}[{i}]")
+            return
+        if not isinstance(value, dict):
+            return
+        for k, v in list(value.items()):
+            p = f"{path}.{k}" if path else k
+            if k not in node:
+                out.append(p)
+                if drop:
+                    del value[k]
+            else:
+                walk(node[k], v, p)
+    walk(KNOWN_FIELDS.get(kind), obj, "")
+    return out

@@ -503,3 +503,17 @@ def test_watch_from_resource_version_and_410(server):
         raise AssertionError("expected 410")
     except urllib.error.HTTPError as e:
         assert e.code == 410 and json.loads(e.read())["reason"] == "Expired"
+
+
+def test_unknown_fields_are_refused_in_strict_mode(k):
+    typo = SEED.replace("  replicas: 6\n", "  replica: 6\n")
+    r = k.run("apply", "-f", "-", stdin=typo, check=False)
+    if k.old:  # kubectl 1.20 does no server-side field validation: the server warns and
+        # drops the field
+        assert 'unknown field "spec.replica"' in r.stderr
+        assert k.json("get", "sts", "web")["spec"]["replicas"] == 1
+    else:
+        assert r.returncode != 0
+        assert 'strict decoding error: unknown field "spec.replica"' in r.stderr
+    r = k.run("apply", "-f", "-", stdin=SEED.replace("image: 192", "imagee: 192"), check=False)
+    assert 'unknown field "spec.template.spec.containers[0].imagee"' in r.stderr
