@@ -77,13 +77,17 @@ class FakeKubelet:
     def _loop(self):
         ip = 2
         ips: dict[str, str] = {}
+        seen_deleted: set = set()
+        seen_ready: set = set()
         while not self.stop.wait(self.delay):
             for p in self.pods.items():
                 n = name_of(p)
                 try:
                     if p["metadata"].get("deletionTimestamp"):
+                        if (n, uid_of(p)) not in seen_deleted:  # record before the delete shows in lists
+                            seen_deleted.add((n, uid_of(p)))
+                            self.deleted_order.append(n)
                         self.client.delete("pods", n, ns_of(p), grace_period_seconds=0, uid=uid_of(p))
-                        self.deleted_order.append(n)
                         continue
                     if any(n.startswith(h) for h in self.hold) or p.get("status", {}).get("phase") == "Running":
                         continue
@@ -100,8 +104,10 @@ class FakeKubelet:
                                                           "started": True, "restartCount": 0,
                                                           "state": {"running": {"startedAt": ts}}}
                                                          for c in p["spec"]["containers"]]}
+                    if uid_of(p) not in seen_ready:  # once per pod, recorded before it shows as Ready
+                        seen_ready.add(uid_of(p))
+                        self.ready_order.append(n)
                     self.client.update_status("pods", q)
-                    self.ready_order.append(n)
                 except ApiError:
                     pass  # stale cache: the next round sees the new object
 

@@ -230,6 +230,29 @@ def test_garbage_collector_removes_dependents_of_a_deleted_deployment(lab):
     wait_for(lambda: not pods(lab, "app=nfs-client-provisioner"), what="pods collected")
 
 
+def test_orphan_and_foreground_propagation(lab):
+    lab.nfs_up()
+    lab.apply(CLASS.replace("RECLAIM", "Retain") + "---" + DEPLOYMENT)
+    lab.apply(STATEFULSET.replace("REPLICAS", "2"))
+    wait_for(lambda: len([p for p in pods(lab).values() if p.get("status", {}).get("phase") == "Running"]) == 2,
+             what="two web pods")
+    r = lab.kubectl("delete", "statefulset", "web", "--cascade=orphan")
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: lab.client.get_or_none("statefulsets", "web", "default") is None, what="set gone")
+    ps = wait_for(lambda: (lambda ps: ps if all(not p["metadata"].get("ownerReferences") for p in ps.values())
+                           else None)(pods(lab)), what="orphaned pods")
+    assert sorted(ps) == ["web-0", "web-1"] and not any(p["metadata"].get("deletionTimestamp") for p in ps.values())
+    # foreground: the Deployment stays (Terminating) until its ReplicaSet and pods are gone
+    r = lab.kubectl("delete", "deployment", "nfs-client-provisioner", "--cascade=foreground", "--wait=false")
+    assert r.returncode == 0, r.stderr
+    d = lab.client.get_or_none("deployments", "nfs-client-provisioner", "default")
+    assert d is None or d["metadata"].get("deletionTimestamp")
+    wait_for(lambda: lab.client.get_or_none("deployments", "nfs-client-provisioner", "default") is None,
+             what="deployment gone after its dependents")
+    assert not lab.client.list("replicasets", "default")["items"]
+    assert not pods(lab, "app=nfs-client-provisioner")
+
+
 def test_provisioner_retries_until_nfs_answers_and_delete_policy_removes_the_directory(lab):
     lab.apply(CLASS.replace("RECLAIM", "Delete") + "---" + DEPLOYMENT)
     lab.apply(STATEFULSET.replace("REPLICAS", "1"))

@@ -23,18 +23,84 @@ class GarbageCollector:
             mgr.informers[r].add_handler(lambda t, o, old, r=r: self._changed(r, t, o))
 
     def _changed(self, res: str, etype: str, obj: dict) -> None:
-        if etype == "DELETED":  # an owner vanished: look at everything that names it
+        fins = obj.get("metadata", {}).get("finalizers") or []
+        if etype != "DELETED" and obj["metadata"].get("deletionTimestamp") and \
+                ({"orphan", "foregroundDeletion"} & set(fins)):
+            self.queue.add(("owner", res, ns_of(obj), name_of(obj)))
+        if etype == "DELETED" or obj["metadata"].get("deletionTimestamp"):  # an owner vanished: look at everything that names it
             uid = uid_of(obj)
             for r in DEPENDENT_RESOURCES:
                 for o in self.mgr.informers[r].items():
                     if any(ref.get("uid") == uid for ref in o["metadata"].get("ownerReferences") or []):
                         self.queue.add((r, ns_of(o), name_of(o)))
+                        # a dependent going away may unblock its foreground-deleting owner
+            if etype == "DELETED":
+                for ref in obj["metadata"].get("ownerReferences") or []:
+                    for r in DEPENDENT_RESOURCES:
+                        for o in self.mgr.informers[r].items():
+                            if uid_of(o) == ref.get("uid") and o["metadata"].get("deletionTimestamp"):
+                                self.queue.add(("owner", r, ns_of(o), name_of(o)))
         elif obj.get("metadata", {}).get("ownerReferences"):
             self.queue.add((res, ns_of(obj), name_of(obj)))
 
     def resync_keys(self):
-        return [(r, ns_of(o), name_of(o)) for r in DEPENDENT_RESOURCES for o in self.mgr.informers[r].items()
-                if o["metadata"].get("ownerReferences")]
+        keys = []
+        for r in DEPENDENT_RESOURCES:
+            for o in self.mgr.informers[r].items():
+                if o["metadata"].get("ownerReferences"):
+                    keys.append((r, ns_of(o), name_of(o)))
+                if o["metadata"].get("deletionTimestamp") and \
+                        {"orphan", "foregroundDeletion"} & set(o["metadata"].get("finalizers") or []):
+                    keys.append(("owner", r, ns_of(o), name_of(o)))
+        return keys
+
+    def _dependents(self, owner: dict) -> list[tuple[str, dict]]:
+        uid = uid_of(owner)
+        return [(r, o) for r in DEPENDENT_RESOURCES for o in self.mgr.informers[r].items()
+                if any(ref.get("uid") == uid for ref in o["metadata"].get("ownerReferences") or [])]
+
+    def sync_owner(self, res: str, ns: str, name: str) -> None:
+        """Orphan: strip the owner's references from its dependents, then drop the finalizer.
+        Foreground: delete the dependents and drop the finalizer once none is left."""
+        owner = self.mgr.informers[res].get(ns, name)
+        if owner is None or not owner["metadata"].get("deletionTimestamp"):
+            return
+        fins = list(owner["metadata"].get("finalizers") or [])
+        deps = self._dependents(owner)
+        if "orphan" in fins:
+            for r, o in deps:
+                refs = [x for x in o["metadata"].get("ownerReferences") or [] if x.get("uid") != uid_of(owner)]
+                try:
+                    self.client.patch(r, name_of(o), {"metadata": {"ownerReferences": refs or None}}, ns_of(o) or None)
+                except ApiErrorT as e:
+                    if not e.not_found:
+                        raise
+            fins.remove("orphan")
+        elif "foregroundDeletion" in fins:
+            live = []
+            for r, o in deps:
+                live.append(o)
+                if not o["metadata"].get("deletionTimestamp"):
+                    try:
+                        self.client.delete(r, name_of(o), ns_of(o) or None, propagation="Foreground", uid=uid_of(o))
+                    except ApiErrorT as e:
+                        if not (e.not_found or e.conflict):
+                            raise
+            if live:
+                self.queue.add_after(("owner", res, ns, name), 1.0)
+                return
+            fins.remove("foregroundDeletion")
+        else:
+            return
+        o = dict(owner)
+        o["metadata"] = {**owner["metadata"], "finalizers": fins}
+        try:
+            self.client.update(res, o)
+        except ApiErrorT as e:
+            if e.conflict:
+                self.queue.add(("owner", res, ns, name))
+            elif not e.not_found:
+                raise
 
     def _owner_exists(self, ref: dict, namespace: str) -> bool:
         try:
@@ -52,6 +118,9 @@ class GarbageCollector:
         return live is not None and uid_of(live) == ref.get("uid")
 
     def sync(self, key):
+        if key[0] == "owner":
+            self.sync_owner(*key[1:])
+            return
         res, ns, name = key
         obj = self.mgr.informers[res].get(ns, name)
         if obj is None or obj["metadata"].get("deletionTimestamp"):
