@@ -16,6 +16,7 @@ import json
 import logging
 import random
 import re
+import select
 import signal
 import socket
 import sys
@@ -926,6 +927,14 @@ class Handler(BaseHTTPRequestHandler):
         return self._send(200, self._list_body(res, items, rv))
 
     # ---- watch
+    def _peer_closed(self) -> bool:
+        """A quiet watch would notice a gone client only on its next write: peek instead."""
+        try:
+            r, _, _ = select.select([self.connection], [], [], 0)
+            return bool(r) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
     def _chunk(self, data: bytes) -> None:
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
@@ -991,6 +1000,8 @@ class Handler(BaseHTTPRequestHandler):
                 try:
                     etype, obj = watcher.queue.get(timeout=min(left, 1.0))
                 except Exception:  # queue.Empty: check the time and the peer
+                    if self._peer_closed():
+                        break
                     if bookmarks and time.monotonic() > next_bm:
                         bookmark(max(last_rv, api.store.rv))
                         next_bm = time.monotonic() + 30

@@ -517,3 +517,39 @@ def test_unknown_fields_are_refused_in_strict_mode(k):
         assert 'strict decoding error: unknown field "spec.replica"' in r.stderr
     r = k.run("apply", "-f", "-", stdin=SEED.replace("image: 192", "imagee: 192"), check=False)
     assert 'unknown field "spec.template.spec.containers[0].imagee"' in r.stderr
+
+
+def test_objects_survive_a_server_restart(kubectl_bin, tmp_path):
+    data = str(tmp_path / "data")
+    srv, api, url = serve_in_thread("127.0.0.1", 0, data)
+    k = Kubectl(kubectl_bin, url, tmp_path / "home")
+    k.run("apply", "-f", "-", stdin=SEED)
+    before = k.json("get", "sts", "web")
+    srv.shutdown()
+    srv.server_close()
+    srv, api, url = serve_in_thread("127.0.0.1", 0, data)
+    try:
+        k = Kubectl(kubectl_bin, url, tmp_path / "home2")
+        after = k.json("get", "sts", "web")
+        assert after["metadata"]["uid"] == before["metadata"]["uid"]
+        assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+        assert k.run("apply", "-f", "-", stdin=SEED).stdout.count("unchanged") == \
+            len(SEED_OBJECTS) - 1
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_watch_thread_ends_when_the_client_goes(server):
+    url, api = server
+    import socket as _s
+    c = _s.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])))
+    c.sendall(b"GET /api/v1/pods?watch=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    deadline = time.time() + 5
+    while not api.store.watchers and time.time() < deadline:
+        time.sleep(0.05)
+    assert len(api.store.watchers) == 1
+    c.close()
+    while api.store.watchers and time.time() < deadline:
+        time.sleep(0.1)
+    assert api.store.watchers == []  # no event was needed to notice
