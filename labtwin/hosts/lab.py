@@ -143,19 +143,19 @@ def _client_key(cfg: TwinConfig) -> str:
     return cfg.ssh_key.with_suffix(".pub").read_text()
 
 
-def _wait_ready(cfg: TwinConfig, h: HostSpec, pid: int, deadline: float) -> None:
-    ssh_ok = docker_ok = False
+def _wait_ready(cfg: TwinConfig, h: HostSpec, pid: int, deadline: float, what: str) -> None:
+    """Wait for "docker" (API ping on the host's socket) or "ssh" (an SSH banner on :22)."""
+    check = {"docker": lambda: hostmod.docker_ping(pid),
+             "ssh": lambda: hostmod.port_open(str(h.address), 22)}[what]
     while time.monotonic() < deadline:
         if not hostmod.proc_alive(pid):
             raise TwinError(f"{h.name}: its systemd (pid {pid}) exited during boot: "
                             f"see {cfg.host_dir(h) / 'boot.log'} and console.log")
-        ssh_ok = ssh_ok or hostmod.port_open(str(h.address), 22)
-        docker_ok = docker_ok or hostmod.docker_ping(pid)
-        if ssh_ok and docker_ok:
+        if check():
             return
         time.sleep(0.05)
-    missing = [n for n, ok in (("sshd on :22", ssh_ok), ("dockerd", docker_ok)) if not ok]
-    raise TwinError(f"{h.name}: {' and '.join(missing)} not ready within {READY_TIMEOUT:.0f}s: "
+    unit = {"docker": "dockerd", "ssh": "sshd on :22"}[what]
+    raise TwinError(f"{h.name}: {unit} not ready within {READY_TIMEOUT:.0f}s: "
                     f"inspect with `python -m labtwin ssh {h.name} systemctl --failed` or "
                     f"{cfg.host_dir(h) / 'console.log'}")
 
@@ -227,8 +227,9 @@ def _start(cfg: TwinConfig) -> None:
     tarballs = images.tarballs(cfg)
 
     def ready_and_load(h: HostSpec) -> None:
-        _wait_ready(cfg, h, started[h.name], deadline)
-        images.load(started[h.name], tarballs, h.name)
+        _wait_ready(cfg, h, started[h.name], deadline, "docker")
+        images.load(started[h.name], tarballs, h.name)  # while sshd may still be starting
+        _wait_ready(cfg, h, started[h.name], deadline, "ssh")
 
     with ThreadPoolExecutor(len(cfg.hosts)) as pool:
         for f in [pool.submit(ready_and_load, h) for h in cfg.hosts]:
