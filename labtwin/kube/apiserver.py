@@ -308,7 +308,11 @@ class Api:
                 obj["metadata"]["managedFields"] = copy.deepcopy(
                     old["metadata"].get("managedFields") or [])
                 P.record_update(old, obj, manager, res.api_version, subresource)
-            if dry_run:
+            if dry_run:  # checked like a write (409 on a stale version), stored nowhere
+                if expect_rv and expect_rv != old["metadata"]["resourceVersion"]:
+                    from .store import conflict
+                    raise conflict(res, name)
+                obj["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
                 return to_external(res, obj)
             out = self.store.update(sres, obj, expect_rv)
         return to_external(res, out)
