@@ -349,8 +349,9 @@ def translate_error(host: HostConnection, exc: BaseException, doing: str | None 
         return HostError(host.name, f"SSH login as {s.user} to {where} failed with key {s.key}; "
                                     f"install the public key on the host (ssh-copy-id) or fix ssh.key")
     if isinstance(exc, AuthFailure):
-        return HostError(host.name, f"sudo refused the password for {s.user}; "
-                                    f"set {SUDO_PASSWORD_ENV} or run from a terminal to be asked")
+        return HostError(host.name, f"sudo refused the password for {s.user}; give the right one in "
+                                    f"{SUDO_PASSWORD_ENV} or at the prompt (a terminal), or allow "
+                                    f"{s.user} passwordless sudo")
     if isinstance(exc, CommandTimedOut):
         return HostError(host.name, f"command timed out after {exc.timeout}s")
     if isinstance(exc, UnexpectedExit):

@@ -21,7 +21,8 @@ from labkit.inventory import load
 pytestmark = pytest.mark.twin
 
 MANAGED = ("/etc/docker/daemon.json /etc/ganesha/ganesha.conf /etc/exports "
-           "/etc/systemd/system/docker.service.d/*.conf /etc/sysconfig/docker")
+           "/etc/systemd/system/docker.service.d/*.conf /etc/sysconfig/docker "
+           "/etc/containerd/config.toml /etc/containerd/certs.d/*/hosts.toml")
 OTHER_EXPORT = ("EXPORT {\n\tExport_Id = 50;\n\tPath = /srv/other;\n\tPseudo = /srv/other;\n"
                 "\tAccess_Type = RO;\n\tFSAL {\n\t\tName = VFS;\n\t}\n}\n")
 
@@ -72,7 +73,7 @@ def sh(twin, host: str, cmd: str, ok: bool = True) -> str:
 def snapshot(twin) -> dict[str, str]:
     """What the host steps may change, per host, read without labkit."""
     cmd = (f"sha256sum {MANAGED} 2>/dev/null; "
-           "for u in docker rpcbind nfs-ganesha; do echo $u $(systemctl is-active $u) "
+           "for u in docker containerd rpcbind nfs-ganesha; do echo $u $(systemctl is-active $u) "
            "$(systemctl show -p ActiveEnterTimestampMonotonic --value $u); done; "
            "docker ps -aq --no-trunc | sort; ls -d /data/registry /nfsdata/* 2>/dev/null; "
            "docker images -q --no-trunc | sort")
@@ -218,6 +219,36 @@ def test_build_images_again_changes_nothing(lab, inv):
     assert snapshot(lab) == before
 
 
+# ------------------------------------------------------------------ containerd runtime
+
+
+def test_containerd_host_trusts_the_registry_through_certs_d(lab, inv, workdir):
+    import tomllib
+
+    hosts = yaml.safe_load(Path(lab.inventory_path).read_text())["hosts"]
+    for h in hosts:
+        if h["name"] == "node02":
+            h["runtime"] = "containerd"
+    cinv = load(derived(lab, workdir, "containerd", hosts=hosts))
+    ref = cinv.image_ref("v1")
+    pull = f"ctr -n labkit-test images pull --hosts-dir /etc/containerd/certs.d {ref}"
+    rc, out, err = lab.ssh("node02", pull, timeout=120)
+    assert rc != 0 and "server gave HTTP response to HTTPS client" in out + err
+
+    result = flows.setup_registry(cinv)
+    assert [p.operation for p in result.report.hosts["node02"].plans] == ["containerd trusts registry"]
+    config = tomllib.loads(sh(lab, "node02", "cat /etc/containerd/config.toml"))
+    cri = config["plugins"]["io.containerd.grpc.v1.cri"]
+    assert cri["registry"]["config_path"] == "/etc/containerd/certs.d"
+    assert cri["cni"]["bin_dir"] == "/usr/lib/cni"  # the rest of the file kept
+    assert sh(lab, "node02", "systemctl is-active containerd docker").split() == ["active", "active"]
+    sh(lab, "node02", pull)  # plain HTTP now comes from hosts.toml, no --plain-http flag
+
+    before = snapshot(lab)
+    assert flows.setup_registry(cinv).report.changed_hosts == []
+    assert snapshot(lab) == before
+
+
 # ------------------------------------------------------------------ doctor
 
 
@@ -270,6 +301,37 @@ def test_doctor_names_the_registry_when_its_container_is_stopped(lab, inv):
         assert ("node01", f"registry {inv.registry_address} reachable") in bad
     finally:
         sh(lab, "master", "docker start registry")
+
+
+# ------------------------------------------------------------------ a non-root user with sudo
+
+
+def test_non_root_user_with_sudo_password(lab, workdir, monkeypatch, capsys):
+    from labkit import remote
+
+    password = "Lab-pw 42"
+    for host in lab.hosts:
+        sh(lab, host, "id lab >/dev/null 2>&1 || useradd -m -s /bin/sh lab; "
+                      f"echo 'lab:{password}' | chpasswd; mkdir -p ~lab/.ssh; "
+                      "cp /root/.ssh/authorized_keys ~lab/.ssh/; chown -R lab: ~lab/.ssh; "
+                      "echo 'lab ALL=(ALL) ALL' > /etc/sudoers.d/lab; chmod 440 /etc/sudoers.d/lab")
+    data = yaml.safe_load(Path(lab.inventory_path).read_text())
+    inv = load(derived(lab, workdir, "lab-user", ssh={**data["ssh"], "user": "lab", "sudo": True}))
+    monkeypatch.setattr(remote, "_sudo_password", None)
+    monkeypatch.setenv(remote.SUDO_PASSWORD_ENV, password)
+    before = snapshot(lab)
+    result = flows.setup_registry(inv)  # root-owned facts read through sudo; all already right
+    assert result.report.changed_hosts == [] and all(r[2] == "ok" for r in result.checks)
+    assert snapshot(lab) == before
+    assert password not in capsys.readouterr().out
+
+    monkeypatch.setattr(remote, "_sudo_password", None)
+    monkeypatch.setenv(remote.SUDO_PASSWORD_ENV, "wrong")
+    with pytest.raises(HostsFailed) as exc:
+        flows.setup_registry(inv, plan=True)
+    assert set(exc.value.failures) == {"master", "node01", "node02"}
+    assert all("sudo refused the password for lab" in m for m in exc.value.failures.values())
+    monkeypatch.setattr(remote, "_sudo_password", None)
 
 
 # ------------------------------------------------------------------ host keys, unreachable host

@@ -209,7 +209,7 @@ def test_connection_loads_pins_and_installs_the_policy(tmp_path):
     (socket.timeout("timed out"),
      "master: no answer from 10.0.0.6:22 within 2.5s (ssh.connect_timeout); is the host up and the address right?"),
     (AuthenticationException("Authentication failed."), "master: SSH login as root to 10.0.0.6:22 failed with key"),
-    (AuthFailure(result=None, prompt="[sudo] password: "), "master: sudo refused the password for root; set LABKIT_SUDO_PASSWORD"),
+    (AuthFailure(result=None, prompt="[sudo] password: "), "master: sudo refused the password for root; give the right one in LABKIT_SUDO_PASSWORD"),
     (paramiko.SSHException("Error reading SSH protocol banner"),
      "master: SSH to 10.0.0.6:22 failed: SSHException: Error reading SSH protocol banner"),
 ])
