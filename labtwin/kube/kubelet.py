@@ -149,6 +149,9 @@ class Kubelet:
         self.ready: dict[str, bool] = {}  # container id -> readiness probe result
         self.last_probe: dict[str, float] = {}
         self.stop = threading.Event()
+        self._clist: tuple[float, list] = (0.0, [])
+        self._clist_lock = threading.Lock()
+        self._images: dict[str, dict] = {}
 
     # -- node ----------------------------------------------------------------------------------------
     def node_object(self) -> dict:
@@ -264,7 +267,21 @@ class Kubelet:
         raise RuntimeError(f"pod CIDR {self.cfg.pod_cidr} exhausted")
 
     def _containers(self) -> list[dict]:
-        return self.docker.containers(self.cfg.node_name)
+        """The node's containers of this kubelet, relisted at most once a second (like the PLEG)."""
+        with self._clist_lock:
+            if time.monotonic() - self._clist[0] > 1.0:
+                self._clist = (time.monotonic(), self.docker.containers(self.cfg.node_name))
+            return self._clist[1]
+
+    def _changed_containers(self) -> None:
+        with self._clist_lock:
+            self._clist = (0.0, [])
+
+    def _image(self, ref: str) -> dict:
+        """Image inspect by ID (immutable, so cached)."""
+        if ref not in self._images:
+            self._images[ref] = self.docker.inspect("image", ref) or {}
+        return self._images[ref]
 
     # -- pods ------------------------------------------------------------------------------------------
     def sync_pod(self, key: tuple[str, str]) -> None:
@@ -323,6 +340,7 @@ class Kubelet:
             uid = c["Config"]["Labels"].get(L_UID)
             with self.ip_lock:
                 self.pod_ips.pop(uid, None)
+            self._changed_containers()
 
     def _pull(self, pod: dict, image: str, policy: str, ckey: str) -> bool:
         present = self.docker.inspect("image", image) is not None
@@ -488,7 +506,9 @@ class Kubelet:
                 pass
         try:
             cid = self.docker.run(*args).strip()
+            self._changed_containers()
         except DockerError as e:
+            self._changed_containers()
             self.waiting[ckey] = {"reason": "CreateContainerError", "message": e.stderr}
             self.recorder.event(pod, "Warning", "Failed", f"Error: {e.stderr}")
             return self._status(pod, spec, None, restarts, [])
@@ -560,7 +580,7 @@ class Kubelet:
             st["state"] = {"waiting": dict(self.waiting.get(ckey) or {"reason": "ContainerCreating"})}
             return st
         st["containerID"] = f"docker://{c['Id']}"
-        img = self.docker.inspect("image", c["Image"]) or {}
+        img = self._image(c["Image"])
         digests = img.get("RepoDigests") or []
         st["imageID"] = f"docker-pullable://{digests[0]}" if digests else f"docker://{c['Image']}"
         if c["State"].get("Running"):

@@ -187,16 +187,18 @@ EXPORT {
 """
 
 
-def test_provisioner_creates_and_removes_directories_through_nfs(kt):
+def nfs_and_provisioner(kt, reclaim: str) -> None:
+    """ganesha exporting /nfsdata on master, the StorageClass and the provisioner Deployment."""
     kt.sh("master", f"printf '%s' {shlex.quote(GANESHA)} > /etc/ganesha/ganesha.conf && "
                     "systemctl start rpcbind && systemctl restart nfs-ganesha && "
                     "for i in $(seq 100); do showmount -e 127.0.0.1 2>/dev/null | grep -q /nfsdata && break; sleep 0.2; done")
     m = kt.addr["master"]
+    kt.sh("master", "kubectl delete storageclass nfs-client --ignore-not-found")
     kt.kubectl_apply(f"""apiVersion: storage.k8s.io/v1
 kind: StorageClass
 metadata: {{name: nfs-client}}
 provisioner: k8s-sigs.io/nfs-subdir-external-provisioner
-reclaimPolicy: Delete
+reclaimPolicy: {reclaim}
 parameters: {{archiveOnDelete: "false"}}
 ---
 apiVersion: apps/v1
@@ -216,11 +218,16 @@ spec:
         - {{name: PROVISIONER_NAME, value: k8s-sigs.io/nfs-subdir-external-provisioner}}
         - {{name: NFS_SERVER, value: {m}}}
         - {{name: NFS_PATH, value: /nfsdata}}
----
-apiVersion: v1
+""")
+
+
+def test_provisioner_creates_and_removes_directories_through_nfs(kt):
+    nfs_and_provisioner(kt, "Delete")
+    m = kt.addr["master"]
+    kt.kubectl_apply("""apiVersion: v1
 kind: PersistentVolumeClaim
-metadata: {{name: data}}
-spec: {{storageClassName: nfs-client, accessModes: [ReadWriteOnce], resources: {{requests: {{storage: 100Mi}}}}}}
+metadata: {name: data}
+spec: {storageClassName: nfs-client, accessModes: [ReadWriteOnce], resources: {requests: {storage: 100Mi}}}
 """)
     pvc = wait(lambda: (lambda c: c if c.get("status", {}).get("phase") == "Bound" else None)(
         kt.client.get("persistentvolumeclaims", "data", "default")), 90, "claim bound")
@@ -232,3 +239,70 @@ spec: {{storageClassName: nfs-client, accessModes: [ReadWriteOnce], resources: {
     kt.sh("master", "kubectl delete pvc data --wait=true --timeout=60s")
     wait(lambda: kt.client.get_or_none("persistentvolumes", pv["metadata"]["name"]) is None, 60, "PV deleted")
     assert not d.exists()
+
+
+STS = """apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec: {clusterIP: None, selector: {app: web}, ports: [{port: 80}]}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web}
+spec:
+  serviceName: web
+  replicas: 6
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: httpd:2.4
+        env: [{name: VERSION, value: v1}]
+        ports: [{containerPort: 80, name: http}]
+        readinessProbe: {httpGet: {path: /, port: http}, periodSeconds: 1}
+        volumeMounts: [{name: www, mountPath: /usr/local/apache2/htdocs}]
+  volumeClaimTemplates:
+  - metadata: {name: www}
+    spec: {storageClassName: nfs-client, accessModes: [ReadWriteOnce], resources: {requests: {storage: 100Mi}}}
+"""
+
+
+def test_statefulset_on_real_containers_orders_partitions_and_keeps_data(kt):
+    nfs_and_provisioner(kt, "Retain")
+    t0 = time.monotonic()
+    kt.kubectl_apply(STS)
+    out = kt.sh("master", "kubectl rollout status statefulset/web --timeout=240s", timeout=300)
+    t_deploy = time.monotonic() - t0
+    assert "partitioned roll out complete: 6 new pods have been updated..." in out
+    ps = {p["metadata"]["name"]: p for p in kt.client.list("pods", "default", label_selector="app=web")["items"]}
+    assert sorted(ps) == [f"web-{i}" for i in range(6)]
+    assert {p["spec"]["nodeName"] for p in ps.values()} == {"node01", "node02"}  # spread over both nodes
+    # write each pod's content into its own PV directory (path read from the PV, never rebuilt)
+    for i in range(6):
+        claim = kt.client.get("persistentvolumeclaims", f"www-web-{i}", "default")
+        path = kt.client.get("persistentvolumes", claim["spec"]["volumeName"])["spec"]["nfs"]["path"]
+        (kt.cfg.nfs_disk / path.removeprefix("/nfsdata/")).joinpath("index.html").write_text(f"pod {i} v1\n")
+    for i in range(6):
+        assert kt.sh("master", f"curl -s --max-time 5 http://{ps[f'web-{i}']['status']['podIP']}/") == f"pod {i} v1\n"
+    t1 = time.monotonic()
+    kt.sh("master", "kubectl patch statefulset web --type strategic -p " + shlex.quote(
+        '{"spec":{"replicas":10,"updateStrategy":{"rollingUpdate":{"partition":4}},'
+        '"template":{"spec":{"containers":[{"name":"web","env":[{"name":"VERSION","value":"v2"}]}]}}}}'))
+    out = kt.sh("master", "kubectl rollout status statefulset/web --timeout=240s", timeout=300)
+    t_scale = time.monotonic() - t1
+    assert "partitioned roll out complete: 6 new pods have been updated..." in out
+    st = kt.client.get("statefulsets", "web", "default")["status"]
+    assert st["currentRevision"] != st["updateRevision"]
+    assert (st["replicas"], st["readyReplicas"], st["currentReplicas"], st["updatedReplicas"]) == (10, 10, 4, 6)
+    ps = {p["metadata"]["name"]: p for p in kt.client.list("pods", "default", label_selector="app=web")["items"]}
+    for i in range(10):
+        rev = ps[f"web-{i}"]["metadata"]["labels"]["controller-revision-hash"]
+        assert (rev == st["updateRevision"]) == (i >= 4)
+    # pods 4 and 5 were recreated on the new revision and still serve their old directories
+    for i in range(6):
+        assert kt.sh("master", f"curl -s --max-time 5 http://{ps[f'web-{i}']['status']['podIP']}/") == f"pod {i} v1\n"
+    assert len({kt.client.get("persistentvolumeclaims", f"www-web-{i}", "default")["spec"]["volumeName"]
+                for i in range(10)}) == 10
+    print(f"\ntwin: 6 pods ready in {t_deploy:.1f}s; 6->10 with partition 4 in {t_scale:.1f}s")
