@@ -373,6 +373,9 @@ def translate_error(host: HostConnection, exc: BaseException, doing: str | None 
 def connect(inventory, names: Iterable[str] | None = None) -> dict[str, HostConnection]:
     """Lazy connections (opened on first command) for the inventory's hosts."""
     settings = SSHSettings.from_inventory(inventory)
+    if settings.sudo and settings.user != "root":
+        # Ask now, in the main thread, before any progress display or worker thread starts.
+        sudo_password(settings.user)
     wanted = set(names) if names is not None else None
     conns = {}
     for h in _get(inventory, "hosts"):

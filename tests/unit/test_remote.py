@@ -274,3 +274,17 @@ def test_settings_from_inventory_and_connect(tmp_path):
     assert s == SSHSettings("lab", 2200, str(tmp_path / "keys/id"), True, str(tmp_path / "kh"), 3.0)
     conns = remote.connect(inv, names=["n"])
     assert list(conns) == ["n"] and conns["n"].runtime == "containerd" and conns["n"].use_sudo
+
+
+def test_sudo_password_is_asked_once_up_front_in_connect(tmp_path, monkeypatch):
+    asked = []
+    monkeypatch.setattr("sys.stdin", SimpleNamespace(isatty=lambda: True))
+    monkeypatch.setattr(remote.getpass, "getpass", lambda prompt: asked.append(prompt) or "typed")
+    inv = SimpleNamespace(path=None, ssh=SimpleNamespace(user="lab", port=22, key=None, sudo=True,
+                                                         known_hosts=str(tmp_path / "kh"), connect_timeout=3),
+                          hosts=[SimpleNamespace(name=n, address="10.0.0.6", roles=[], runtime="docker")
+                                 for n in ("a", "b")])
+    remote.connect(inv)
+    remote.connect(inv)
+    assert asked == ["sudo password for lab on the lab hosts: "]
+    assert remote.sudo_password("lab") == "typed"

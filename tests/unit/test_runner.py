@@ -135,3 +135,76 @@ def test_non_tty_output_is_one_plain_line_per_host_step(capsys):
     assert "node01  plan: no change" in out
     assert "master  apply: changed" in out
     assert "  node01  thing  no change" in out
+
+
+# ---- the host flows' per-host composition and doctor's judgements (pure parts of labkit.flows)
+
+from pathlib import Path  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
+
+from labkit import flows  # noqa: E402
+from labkit.facts.kube import KubectlVersion, Node  # noqa: E402
+from labkit.inventory import load  # noqa: E402
+
+SEED = load(Path(__file__).resolve().parents[2] / "hosts.yaml")
+
+
+def test_registry_steps_per_host_and_runtime():
+    steps = flows.registry_steps(SEED)
+    assert [s.name for s in steps["master"]] == ["registry container", "docker trusts registry"]
+    assert [s.name for s in steps["node01"]] == ["docker trusts registry"]
+    text = Path(SEED.path).read_text().replace("roles: [worker]\n    runtime: docker", "roles: [worker]\n    runtime: containerd", 1)
+    from labkit.inventory import parse
+
+    inv = parse(text, "mixed.yaml")
+    steps = flows.registry_steps(inv)
+    assert [s.name for s in steps["node01"]] == ["containerd trusts registry"]
+    assert [s.name for s in steps["node02"]] == ["docker trusts registry"]
+
+
+def test_nfs_steps_server_and_clients():
+    steps = flows.nfs_steps(SEED)
+    assert [s.name for s in steps["master"]] == ["NFS server (kernel)"]
+    assert [s.name for s in steps["node01"]] == ["NFS client"] == [s.name for s in steps["node02"]]
+
+
+def doctor_host(name):
+    h = SEED.host(name)
+    return SimpleNamespace(name=name, settings=SimpleNamespace(user="root"), use_sudo=False, runtime=h.runtime)
+
+
+GOOD = {"os": {"name": "Debian GNU/Linux 12 (bookworm)", "family": "debian"},
+        "runtime": {"active": "active", "enabled": "enabled"},
+        "docker": {"running": True, "server_version": "20.10.24"},
+        "registry": {"ok": True, "error": ""}}
+
+
+def test_doctor_green_master():
+    f = dict(GOOD, container={"running": True, "image": "registry:2", "status": "running"},
+             kubectl=KubectlVersion("v1.37.1", "v1.30.0"), nodes=[Node("master", True, None), Node("node01", True, None)])
+    rows = flows.doctor_rows(SEED, doctor_host("master"), f)
+    assert all(r[2] == "ok" for r in rows), rows
+    assert [r[1] for r in rows] == ["SSH + sudo", "OS family", "docker running", "registry container registry",
+                                    "registry 192.168.20.6:5000 reachable", "kubectl", "nodes Ready"]
+
+
+def test_doctor_failures_name_the_fix():
+    f = dict(GOOD, runtime={"active": "inactive", "enabled": "enabled"},
+             registry={"ok": False, "error": "curl: (7) Failed to connect"},
+             packages={"nfs-common": False, "nfs-utils": False},
+             showmount={"ok": True, "exports": [{"path": "/srv/other", "clients": ["*"]}], "error": ""})
+    rows = {r[1]: (r[2], r[3]) for r in flows.doctor_rows(SEED, doctor_host("node01"), f)}
+    assert rows["docker running"] == ("failed", "docker is inactive: run `systemctl enable --now docker` on node01")
+    assert rows["registry 192.168.20.6:5000 reachable"][0] == "failed"
+    assert "invoke setup-registry" in rows["registry 192.168.20.6:5000 reachable"][1]
+    assert rows["NFS client"] == ("failed", "install nfs-common (Debian) / nfs-utils (RHEL): `invoke setup-nfs`")
+    assert rows["export /nfsdata visible"] == ("failed", "192.168.20.6 exports /srv/other: run `invoke setup-nfs`")
+
+
+def test_doctor_kubectl_and_nodes():
+    f = dict(GOOD, container=None, kubectl=runner.FactError("KubectlVersionFact", "x"),
+             nodes=[Node("master", True, None), Node("node02", False, None)])
+    rows = {r[1]: (r[2], r[3]) for r in flows.doctor_rows(SEED, doctor_host("master"), f)}
+    assert rows["registry container registry"] == ("failed", "no container registry on master: run `invoke setup-registry`")
+    assert rows["kubectl"][0] == "failed"
+    assert rows["nodes Ready"] == ("failed", "not Ready: node02 (check kubelet: journalctl -u kubelet)")
