@@ -174,6 +174,7 @@ class Manager:
 def controller_registry() -> dict:
     from .controllers.deployment import DeploymentController
     from .controllers.gc import GarbageCollector
+    from .controllers.node_lifecycle import NodeLifecycleController
     from .controllers.protection import ProtectionController
     from .controllers.provisioner import NfsProvisioner
     from .controllers.pv_binder import PersistentVolumeBinder
@@ -182,7 +183,8 @@ def controller_registry() -> dict:
     from .controllers.statefulset import StatefulSetController
     return {"scheduler": Scheduler, "statefulset": StatefulSetController, "deployment": DeploymentController,
             "replicaset": ReplicaSetController, "garbagecollector": GarbageCollector,
-            "persistentvolume-binder": PersistentVolumeBinder, "nfs-provisioner": NfsProvisioner, "pvc-protection": ProtectionController}
+            "persistentvolume-binder": PersistentVolumeBinder, "nfs-provisioner": NfsProvisioner, "pvc-protection": ProtectionController,
+            "node-lifecycle": NodeLifecycleController}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -66,7 +66,8 @@ class FakeKubelet:
                 "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
                 "spec": {"podCIDR": "10.244.1.0/24"}}
         node = client.create("nodes", node)
-        node["status"] = {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
+        node["status"] = {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                          "lastHeartbeatTime": now()}],
                           "addresses": [{"type": "InternalIP", "address": "10.213.20.7"}]}
         client.update_status("nodes", node)
         self.pods = Informer(client, "pods", field_selector=f"spec.nodeName={name}")
@@ -79,7 +80,16 @@ class FakeKubelet:
         ips: dict[str, str] = {}
         seen_deleted: set = set()
         seen_ready: set = set()
+        beat = time.monotonic()
         while not self.stop.wait(self.delay):
+            if time.monotonic() - beat > 5:  # heartbeat, or the node-lifecycle controller marks us Unknown
+                beat = time.monotonic()
+                try:
+                    n = self.client.get("nodes", self.name)
+                    n["status"]["conditions"][0]["lastHeartbeatTime"] = now()
+                    self.client.update_status("nodes", n)
+                except ApiError:
+                    pass
             for p in self.pods.items():
                 n = name_of(p)
                 try:

@@ -174,3 +174,21 @@ class TestReplicaSet:
         actions, st = rs.plan(r, pods)
         assert [(a, p["metadata"]["name"]) for a, p in actions] == [("delete", "c")]
         assert st["readyReplicas"] == 2 and st["observedGeneration"] == 2
+
+
+class TestNodeLifecycle:
+    def test_stale_heartbeat_goes_unknown_and_tainted_then_recovers(self):
+        import datetime as dt
+
+        from labtwin.kube.controllers.node_lifecycle import plan_node
+        at = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
+        n = {"metadata": {"name": "node01"}, "spec": {},
+             "status": {"conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": "2026-01-01T11:59:30Z"}]}}
+        assert plan_node(n, at) is None
+        n["status"]["conditions"][0]["lastHeartbeatTime"] = "2026-01-01T11:59:00Z"
+        out = plan_node(n, at)
+        c = out["status"]["conditions"][0]
+        assert (c["status"], c["reason"], c["message"]) == ("Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status.")
+        assert out["spec"]["taints"][0]["key"] == "node.kubernetes.io/unreachable"
+        out["status"]["conditions"][0].update(status="True", lastHeartbeatTime="2026-01-01T12:00:00Z")
+        assert plan_node(out, at)["spec"]["taints"] == []
