@@ -305,8 +305,12 @@ class Api:
             if managed_fields is not None:  # server-side apply computed the ownership
                 obj["metadata"]["managedFields"] = managed_fields
             else:
-                obj["metadata"]["managedFields"] = copy.deepcopy(
-                    old["metadata"].get("managedFields") or [])
+                # a client may rewrite managedFields (kubectl does when it moves ownership from
+                # client-side to server-side apply); left out, the stored ones stay
+                given = (body.get("metadata") or {}).get("managedFields")
+                if given is None or subresource:
+                    given = copy.deepcopy(old["metadata"].get("managedFields") or [])
+                obj["metadata"]["managedFields"] = given
                 P.record_update(old, obj, manager, res.api_version, subresource)
             if dry_run:  # checked like a write (409 on a stale version), stored nowhere
                 if expect_rv and expect_rv != old["metadata"]["resourceVersion"]:

@@ -419,21 +419,27 @@ def server_side_apply(live: dict | None, config: dict, manager: str, force: bool
                 None)
     prev_fs = mine["fieldsV1"] if mine else {}
     # conflicts: fields other managers own whose value the config changes
-    conflicts = []
     new_leaves = _fs_leaves(new_fs)
-    for m in managed:
-        if m is mine:
-            continue
-        shared = new_leaves & _fs_leaves(m.get("fieldsV1") or {})
-        for leaf in sorted(shared):
-            if _value_at(live, leaf) != _value_at(config, leaf) and \
-                    not isinstance(_value_at(config, leaf), (dict, list)):
-                conflicts.append((m["manager"], leaf))
+    conflicts = _all_conflicts(managed, mine, new_leaves, live, config)
+    # the apiserver's lastAppliedManager: for manager "kubectl", fields client-side apply set
+    # (in the last-applied annotation, unchanged since) do not conflict, so moving from
+    # client-side to server-side apply with changed values works without --force-conflicts
+    last = (live.get("metadata", {}).get("annotations") or {}).get(
+        "kubectl.kubernetes.io/last-applied-configuration")
+    forced_csa: list = []
+    if conflicts and last and manager == "kubectl":
+        try:
+            last_obj = json.loads(last)
+        except ValueError:
+            last_obj = {}
+        # allowed: fields of the last client-side apply that nobody has changed since
+        csa = {leaf for leaf in _fs_leaves(fieldset(last_obj))
+               if _value_at(last_obj, leaf) == _value_at(live, leaf)}
+        forced_csa = [(m, leaf) for m, leaf in conflicts if leaf in csa]
+        conflicts = [(m, leaf) for m, leaf in conflicts if leaf not in csa]
     if conflicts and not force:
-        lines = "\n".join(f'- conflict with "{mgr}": .' +
-                          ".".join(p[2:] for p in leaf) for mgr, leaf in conflicts)
-        raise PatchError(f"Apply failed with {len(conflicts)} conflict"
-                         f"{'s' if len(conflicts) > 1 else ''}: {lines}", 409)
+        versions = {m["manager"]: m.get("apiVersion", api_version) for m in managed}
+        raise PatchError(_conflict_message(conflicts, versions), 409)
     # remove fields this manager applied before and no longer applies, unless others own them
     others = {}
     for m in managed:
@@ -445,7 +451,7 @@ def server_side_apply(live: dict | None, config: dict, manager: str, force: bool
     result = _fs_remove(live, drop, {}, ()) if drop else live
     result = strategic_merge_patch(result, _strip_for_merge(body))
     # ownership: forced fields move to this manager
-    taken = {leaf for _, leaf in conflicts}
+    taken = {leaf for _, leaf in conflicts} | {leaf for _, leaf in forced_csa}
     out_managed = []
     for m in managed:
         if m is mine:
@@ -458,6 +464,53 @@ def server_side_apply(live: dict | None, config: dict, manager: str, force: bool
     out_managed.insert(0, _entry(manager, "Apply", api_version, new_fs))
     result.setdefault("metadata", {})["managedFields"] = out_managed
     return result
+
+
+def _path_text(leaf: tuple) -> str:
+    """fieldpath as the apiserver prints it: .spec.containers[name="web"].image"""
+    out = ""
+    for part in leaf:
+        if part.startswith("f:"):
+            out += "." + part[2:]
+        elif part.startswith("k:"):
+            kv = json.loads(part[2:])
+            out += "[" + ",".join(f"{k}={json.dumps(v)}" for k, v in kv.items()) + "]"
+        elif part.startswith("v:"):
+            out += f"[={part[2:]}]"
+    return out
+
+
+def _conflict_message(conflicts: list, versions: dict) -> str:
+    n = len(conflicts)
+    by_mgr: dict[str, list] = {}
+    for mgr, leaf in conflicts:
+        by_mgr.setdefault(mgr, []).append(leaf)
+    if n == 1:
+        mgr, leaf = conflicts[0]
+        return (f'Apply failed with 1 conflict: conflict with "{mgr}" using '
+                f'{versions.get(mgr, "")}: {_path_text(leaf)}')
+    parts = []
+    for mgr, leaves in by_mgr.items():
+        head = f'conflict{"s" if len(leaves) > 1 else ""} with "{mgr}" using ' \
+               f'{versions.get(mgr, "")}:'
+        if len(leaves) == 1:
+            parts.append(f"{head} {_path_text(leaves[0])}")
+        else:
+            parts.append(head + "".join(f"\n- {_path_text(lf)}" for lf in leaves))
+    return f"Apply failed with {n} conflicts: " + "\n".join(parts)
+
+
+def _all_conflicts(managed, mine, new_leaves, live, config) -> list[tuple[str, tuple]]:
+    out = []
+    for m in managed:
+        if m is mine:
+            continue
+        shared = new_leaves & _fs_leaves(m.get("fieldsV1") or {})
+        for leaf in sorted(shared):
+            if _value_at(live, leaf) != _value_at(config, leaf) and \
+                    not isinstance(_value_at(config, leaf), (dict, list)):
+                out.append((m["manager"], leaf))
+    return out
 
 
 def _strip_for_merge(config: dict) -> dict:

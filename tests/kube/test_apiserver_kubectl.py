@@ -245,6 +245,18 @@ def test_server_side_apply(k, server):
     assert k.json("get", "sts", "web")["spec"]["replicas"] == 6
 
 
+def test_move_from_client_side_to_server_side_apply(k):
+    k.run("apply", "-f", "-", stdin=SEED)
+    v2 = SEED.replace("web:v1", "web:v2")
+    out = k.run("apply", "--server-side", "-f", "-", stdin=v2).stdout
+    assert "statefulset.apps/web serverside-applied" in out
+    assert k.json("get", "sts", "web")["spec"]["template"]["spec"]["containers"][0][
+        "image"].endswith("web:v2")
+    k.run("scale", "sts", "web", "--replicas=2")  # changed since: this one conflicts
+    r = k.run("apply", "--server-side", "-f", "-", stdin=v2, check=False)
+    assert r.returncode != 0 and '.spec.replicas' in r.stderr
+
+
 def test_scale_patch_set_image_delete(k):
     k.run("apply", "-f", "-", stdin=SEED)
     assert k.run("scale", "sts", "web", "--replicas=10").stdout.strip() == \

@@ -172,7 +172,9 @@ def test_server_side_apply_conflict_and_force():
     assert any(m["manager"] == "kubectl-scale" for m in scaled["metadata"]["managedFields"])
     with pytest.raises(P.PatchError) as e:
         P.server_side_apply(scaled, _sts(replicas=6), "kubectl", False, "apps/v1")
-    assert e.value.code == 409 and 'conflict with "kubectl-scale": .spec.replicas' in str(e.value)
+    assert e.value.code == 409 and str(e.value) == (
+        'Apply failed with 1 conflict: conflict with "kubectl-scale" using apps/v1: '
+        '.spec.replicas')
     forced = P.server_side_apply(scaled, _sts(replicas=6), "kubectl", True, "apps/v1")
     assert forced["spec"]["replicas"] == 6
     assert all(m["manager"] != "kubectl-scale" for m in forced["metadata"]["managedFields"])
@@ -187,3 +189,31 @@ def test_server_side_apply_keeps_fields_of_other_managers():
     # manager a re-applies without labels: b's label stays
     live = P.server_side_apply(live, _sts(), "a", False, "apps/v1")
     assert live["metadata"]["labels"] == {"b": "1"}
+
+
+def test_conflicts_with_fields_client_side_apply_set_do_not_block_the_move_to_ssa():
+    import json
+    cfg = _sts()
+    live = json.loads(json.dumps(cfg))
+    live["metadata"]["annotations"] = {
+        "kubectl.kubernetes.io/last-applied-configuration": json.dumps(cfg)}
+    P.record_update(None, live, "kubectl-client-side-apply", "apps/v1")
+    # a field client-side apply never set (replicas changed by kubectl scale) still conflicts
+    scaled = json.loads(json.dumps(live))
+    scaled["spec"]["replicas"] = 3
+    P.record_update(live, scaled, "kubectl-scale", "apps/v1")
+    out = P.server_side_apply(live, _sts(image="web:v2"), "kubectl", False, "apps/v1")
+    assert out["spec"]["template"]["spec"]["containers"][0]["image"] == "web:v2"
+    with pytest.raises(P.PatchError) as e:
+        P.server_side_apply(scaled, _sts(image="web:v2"), "kubectl", False, "apps/v1")
+    assert '"kubectl-scale" using apps/v1: .spec.replicas' in str(e.value)
+    assert "image" not in str(e.value)
+
+
+def test_conflict_paths_name_list_elements_by_key():
+    live = P.server_side_apply(None, _sts(), "a", False, "apps/v1")
+    with pytest.raises(P.PatchError) as e:
+        P.server_side_apply(live, _sts(image="web:v2", replicas=3), "b", False, "apps/v1")
+    assert str(e.value) == ('Apply failed with 2 conflicts: conflicts with "a" using apps/v1:\n'
+                            '- .spec.replicas\n'
+                            '- .spec.template.spec.containers[name="web"].image')
