@@ -499,11 +499,12 @@ class Kubelet:
         if cmd:
             args += ["--entrypoint", cmd[0]]
         args += [image, *cmd[1:], *(spec.get("args") or [])]
-        for old in existing:
+        for old in existing[:-1]:  # like the kubelet's container GC: keep only the last dead one (lastState)
             try:
-                self.docker.run("rm", "-f", old["Id"])  # the kubelet keeps only the last dead one; we keep none
+                self.docker.run("rm", "-f", old["Id"])
             except DockerError:
                 pass
+        existing = existing[-1:]
         try:
             cid = self.docker.run(*args).strip()
             self._changed_containers()
@@ -511,11 +512,11 @@ class Kubelet:
             self._changed_containers()
             self.waiting[ckey] = {"reason": "CreateContainerError", "message": e.stderr}
             self.recorder.event(pod, "Warning", "Failed", f"Error: {e.stderr}")
-            return self._status(pod, spec, None, restarts, [])
+            return self._status(pod, spec, None, restarts, existing)
         self.recorder.event(pod, "Normal", "Created", f"Created container: {spec['name']}")
         self.recorder.event(pod, "Normal", "Started", f"Started container {spec['name']}")
         self.waiting.pop(ckey, None)
-        return self._status(pod, spec, self.docker.inspect("container", cid), restarts, [])
+        return self._status(pod, spec, self.docker.inspect("container", cid), restarts, existing)
 
     def _probe(self, pod: dict, spec: dict, c: dict, ip: str) -> bool:
         probe = spec.get("readinessProbe")
