@@ -240,3 +240,11 @@ def test_status_of_a_fresh_set(replicas):
     c.step()
     st = c.set["status"]
     assert st["replicas"] == replicas and st["currentRevision"] == st["updateRevision"]
+
+
+def test_claims_are_owned_by_the_set_only_with_when_deleted_delete():
+    s = make_set(1)
+    assert "ownerReferences" not in ss.persistent_volume_claims(s, 0)[0]["metadata"]
+    s["spec"]["persistentVolumeClaimRetentionPolicy"] = {"whenDeleted": "Delete", "whenScaled": "Retain"}
+    refs = ss.persistent_volume_claims(s, 0)[0]["metadata"]["ownerReferences"]
+    assert refs[0]["uid"] == "set-uid" and refs[0]["kind"] == "StatefulSet"

@@ -65,6 +65,10 @@ def persistent_volume_claims(sset: dict, ordinal: int) -> list[dict]:
             md.pop(k, None)
         claim.pop("status", None)
         claim["apiVersion"], claim["kind"] = "v1", "PersistentVolumeClaim"
+        policy = sset["spec"].get("persistentVolumeClaimRetentionPolicy") or {}
+        if policy.get("whenDeleted") == "Delete":  # the set owns its claims, so the GC removes them with it
+            md["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": name_of(sset),
+                                      "uid": sset["metadata"].get("uid", "")}]
         out.append(claim)
     return out
 
