@@ -242,6 +242,14 @@ def test_orphan_and_foreground_propagation(lab):
     ps = wait_for(lambda: (lambda ps: ps if all(not p["metadata"].get("ownerReferences") for p in ps.values())
                            else None)(pods(lab)), what="orphaned pods")
     assert sorted(ps) == ["web-0", "web-1"] and not any(p["metadata"].get("deletionTimestamp") for p in ps.values())
+    # applying the set again adopts the orphans (same template: same revision, nothing restarts)
+    lab.kubelet.deleted_order.clear()
+    lab.apply(STATEFULSET.replace("REPLICAS", "2"))
+    uid = wait_for(lambda: lab.client.get_or_none("statefulsets", "web", "default"), what="set")["metadata"]["uid"]
+    wait_for(lambda: all((p["metadata"].get("ownerReferences") or [{}])[0].get("uid") == uid
+                         for p in pods(lab).values()), what="adopted pods")
+    wait_for(lambda: sts(lab).get("status", {}).get("readyReplicas") == 2, what="ready after adoption")
+    assert lab.kubelet.deleted_order == [] and sorted(pods(lab)) == ["web-0", "web-1"]
     # foreground: the Deployment stays (Terminating) until its ReplicaSet and pods are gone
     r = lab.kubectl("delete", "deployment", "nfs-client-provisioner", "--cascade=foreground", "--wait=false")
     assert r.returncode == 0, r.stderr

@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass, field
 
 from . import revisions as rv
-from .common import (ApiErrorT, controller_ref, deepcopy, is_available, is_failed, is_healthy,
-                     is_running_and_ready, is_succeeded, is_terminating, name_of, ns_of, owned_by)
+from .common import (ApiErrorT, controller_of, controller_ref, deepcopy, is_available, is_failed, is_healthy,
+                     is_running_and_ready, is_succeeded, is_terminating, name_of, ns_of, selector_matches, uid_of)
 
 log = logging.getLogger(__name__)
 
@@ -359,8 +359,10 @@ class StatefulSetController:
             return
         sset = deepcopy(sset)
         sset["apiVersion"], sset["kind"] = "apps/v1", "StatefulSet"
-        pods = [p for p in inf["pods"].items() if ns_of(p) == ns and owned_by(p, sset)]
-        revs = [r for r in inf["controllerrevisions"].items() if ns_of(r) == ns and owned_by(r, sset)]
+        pods = self._claim("pods", sset, [p for p in inf["pods"].items() if ns_of(p) == ns],
+                           lambda p: ordinal_of(sset, p) is not None)
+        revs = self._claim("controllerrevisions", sset,
+                           [r for r in inf["controllerrevisions"].items() if ns_of(r) == ns], lambda r: True)
         claims = {name_of(c): c for c in inf["persistentvolumeclaims"].items() if ns_of(c) == ns}
         plan = plan_sync(sset, pods, revs, claims)
         for a in plan.actions:
@@ -377,6 +379,40 @@ class StatefulSetController:
             except ApiErrorT as e:
                 if not e.not_found:
                     log.warning("truncate history %s: %s", name_of(r), e)
+
+    def _claim(self, plural: str, sset: dict, objs: list[dict], member) -> list[dict]:
+        """ControllerRefManager: adopt matching orphans, release owned objects that no longer match."""
+        sel = sset["spec"].get("selector")
+        mine = []
+        for o in objs:
+            labels = o.get("metadata", {}).get("labels")
+            ref = controller_of(o)
+            if ref is not None and ref.get("uid") != uid_of(sset):
+                continue
+            matches = selector_matches(sel, labels) and member(o)
+            if ref is None:
+                if not matches or is_terminating(o) or sset["metadata"].get("deletionTimestamp"):
+                    continue
+                refs = (o["metadata"].get("ownerReferences") or []) + [controller_ref(sset, "apps/v1", "StatefulSet")]
+                try:
+                    o = self.client.patch(plural, name_of(o), {"metadata": {"ownerReferences": refs, "uid": uid_of(o)}},
+                                          ns_of(o))
+                except ApiErrorT as e:
+                    if e.not_found or e.conflict:
+                        continue
+                    raise
+                mine.append(o)
+            elif matches:
+                mine.append(o)
+            elif not is_terminating(o):  # labels changed: let go of it
+                refs = [r for r in o["metadata"].get("ownerReferences") or [] if r.get("uid") != uid_of(sset)]
+                try:
+                    self.client.patch(plural, name_of(o), {"metadata": {"ownerReferences": refs or None,
+                                                                        "uid": uid_of(o)}}, ns_of(o))
+                except ApiErrorT as e:
+                    if not (e.not_found or e.conflict):
+                        raise
+        return mine
 
     def _execute(self, sset: dict, a: Action) -> bool:
         ns = ns_of(sset)
