@@ -664,6 +664,10 @@ class Handler(BaseHTTPRequestHandler):
         self._send(e.code, e.status())
 
     def _body(self) -> bytes:
+        """The request body, read once (_dispatch reads it before routing: an error answered
+        without reading it would leave it in the stream as the next 'request')."""
+        if getattr(self, "_raw_body", None) is not None:
+            return self._raw_body
         n = int(self.headers.get("Content-Length") or 0)
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             out = b""
@@ -717,6 +721,12 @@ class Handler(BaseHTTPRequestHandler):
         path = url.path.rstrip("/") or "/"
         self.api.request.field_validation = q.get("fieldValidation", "Warn")
         self.api.request.warnings = []
+        self._raw_body = None
+        try:
+            self._raw_body = self._body()
+        except (ValueError, OSError):
+            self.close_connection = True
+            return
         try:
             self._route(method, path, q)
         except StatusError as e:

@@ -565,3 +565,17 @@ def test_watch_thread_ends_when_the_client_goes(server):
     while api.store.watchers and time.time() < deadline:
         time.sleep(0.1)
     assert api.store.watchers == []  # no event was needed to notice
+
+
+def test_an_error_answered_early_still_consumes_the_body(server):
+    """One keep-alive connection: a POST to an unknown resource, then a GET."""
+    import http.client
+    url, _ = server
+    conn = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]), timeout=5)
+    conn.request("POST", "/api/v1/namespaces/default/configmaps", body=b"k8s\x00" * 50,
+                 headers={"Content-Type": "application/vnd.kubernetes.protobuf"})
+    r = conn.getresponse()
+    assert r.status == 404 and json.loads(r.read())["reason"] == "NotFound"
+    conn.request("GET", "/version")
+    r = conn.getresponse()
+    assert r.status == 200 and json.loads(r.read())["major"] == "1"
