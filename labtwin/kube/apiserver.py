@@ -54,6 +54,94 @@ def load_yaml(raw: bytes):
     return yaml.load(raw.decode() or "{}", Loader=_YamlLoader)
 
 
+# ---------------------------------------------------------------- protobuf bodies
+# kubectl >= 1.3x sends the objects of `kubectl create namespace|serviceaccount` as protobuf
+# (runtime.Unknown wrapped, "k8s\\0" magic). The twin decodes the kinds whose messages are
+# only metadata and simple fields, by their generated.proto field numbers; any other protobuf
+# body is answered 415.
+
+_PB_META = {1: ("name", "s"), 2: ("generateName", "s"), 3: ("namespace", "s"),
+            5: ("uid", "s"), 6: ("resourceVersion", "s"), 7: ("generation", "i"),
+            11: ("labels", "map"), 12: ("annotations", "map"), 14: ("finalizers", "rs")}
+_PB_REF = {1: ("kind", "s"), 2: ("namespace", "s"), 3: ("name", "s"), 4: ("uid", "s"),
+           5: ("apiVersion", "s"), 6: ("resourceVersion", "s"), 7: ("fieldPath", "s")}
+_PB_KINDS = {
+    "Namespace": {1: ("metadata", _PB_META), 2: ("spec", {1: ("finalizers", "rs")})},
+    "ServiceAccount": {1: ("metadata", _PB_META), 2: ("secrets", ("r", _PB_REF)),
+                       3: ("imagePullSecrets", ("r", {1: ("name", "s")})),
+                       4: ("automountServiceAccountToken", "b")},
+}
+
+
+def _pb_fields(buf: bytes):
+    i = 0
+    while i < len(buf):
+        key, i = _pb_varint(buf, i)
+        num, wt = key >> 3, key & 7
+        if wt == 0:
+            val, i = _pb_varint(buf, i)
+        elif wt == 2:
+            n, i = _pb_varint(buf, i)
+            val, i = buf[i:i + n], i + n
+        elif wt == 1:
+            val, i = buf[i:i + 8], i + 8
+        elif wt == 5:
+            val, i = buf[i:i + 4], i + 4
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wt}")
+        yield num, val
+
+
+def _pb_varint(buf: bytes, i: int) -> tuple[int, int]:
+    out = shift = 0
+    while True:
+        b = buf[i]
+        i += 1
+        out |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return out, i
+
+
+def _pb_decode(buf: bytes, schema: dict) -> dict:
+    out: dict = {}
+    for num, val in _pb_fields(buf):
+        if num not in schema:
+            continue
+        name, kind = schema[num]
+        # gogo protobuf writes empty optional strings and zeros; JSON would omit them
+        if kind == "s":
+            if val:
+                out[name] = val.decode()
+        elif kind == "i":
+            if val:
+                out[name] = val
+        elif kind == "b":
+            out[name] = bool(val)
+        elif kind == "rs":
+            out.setdefault(name, []).append(val.decode())
+        elif kind == "map":
+            entry = dict(_pb_fields(val))
+            out.setdefault(name, {})[entry.get(1, b"").decode()] = entry.get(2, b"").decode()
+        elif isinstance(kind, tuple):
+            out.setdefault(name, []).append(_pb_decode(val, kind[1]))
+        else:
+            out[name] = _pb_decode(val, kind)
+    return out
+
+
+def decode_protobuf(raw: bytes) -> dict:
+    if not raw.startswith(b"k8s\x00"):
+        raise ValueError("no k8s protobuf magic")
+    env = dict(_pb_fields(raw[4:]))
+    tm = dict(_pb_fields(env.get(1, b"")))
+    api_version, kind = tm.get(1, b"").decode(), tm.get(2, b"").decode()
+    if kind not in _PB_KINDS:
+        raise LookupError(kind)
+    obj = _pb_decode(env.get(2, b""), _PB_KINDS[kind])
+    return {"apiVersion": api_version, "kind": kind, **obj}
+
+
 # ---------------------------------------------------------------- events.k8s.io <-> core/v1
 
 _EV_MAP = [("regarding", "involvedObject"), ("note", "message"),
@@ -683,9 +771,13 @@ class Handler(BaseHTTPRequestHandler):
     def _json_body(self) -> dict:
         raw = self._body()
         ctype = (self.headers.get("Content-Type") or "application/json").split(";")[0]
+        if ctype == "application/vnd.kubernetes.protobuf":
+            try:
+                return decode_protobuf(raw)
+            except (LookupError, ValueError, IndexError):
+                pass
         if ctype not in ("application/json", "application/yaml", "*/*", ""):
-            # protobuf (and CBOR) need the Go schemas; like a server without them, say 415 so
-            # client-go falls back to JSON
+            # protobuf of other kinds (and CBOR) needs the Go schemas: refuse with 415
             raise StatusError(415, "UnsupportedMediaType", f'the body of the request was in an '
                               f'unknown format - accepted media types include: '
                               f'application/json, application/yaml')

@@ -579,3 +579,16 @@ def test_an_error_answered_early_still_consumes_the_body(server):
     conn.request("GET", "/version")
     r = conn.getresponse()
     assert r.status == 200 and json.loads(r.read())["major"] == "1"
+
+
+def test_create_namespace_and_serviceaccount_generators(k):
+    """kubectl 1.37 sends these as protobuf, 1.20 as JSON: both work."""
+    assert k.run("create", "namespace", "lab").stdout.strip() == "namespace/lab created"
+    ns = k.json("get", "ns", "lab")
+    assert ns["metadata"]["labels"] == {"kubernetes.io/metadata.name": "lab"}
+    assert "generateName" not in ns["metadata"] and ns["status"]["phase"] == "Active"
+    assert k.run("create", "sa", "bot", "-n", "lab").stdout.strip() == "serviceaccount/bot created"
+    names = k.run("get", "sa", "-n", "lab", "-o", "name").stdout.split()
+    assert names == ["serviceaccount/bot", "serviceaccount/default"]
+    r = k.run("create", "namespace", "lab", check=False)
+    assert r.returncode == 1 and 'namespaces "lab" already exists' in r.stderr
