@@ -27,7 +27,10 @@ class NfsRsBackend:
 
     def _connect(self, server: str, export: str):
         import nfs_rs  # imported lazily: only the provisioner needs it
-        return nfs_rs.Client.connect(f"nfs://{server}{export}", versions=["3"], uid=0, gid=0)
+        # bounded waits: an unreachable server must fail the attempt (ProvisioningFailed, back-off),
+        # not hang the provisioner's worker
+        return nfs_rs.Client.connect(f"nfs://{server}{export}", versions=["3"], uid=0, gid=0,
+                                     connect_timeout=10.0, operation_timeout=30.0)
 
     def mkdir(self, server: str, export: str, name: str) -> None:
         with self._connect(server, export) as c:
