@@ -1,0 +1,58 @@
+"""End-to-end fixtures: a fresh twin *with the Kubernetes twin* per test module.
+
+The shared session `twin` (tests/conftest.py) follows LABTWIN_KUBE, which tests/twin leave off,
+so e2e modules bring up their own instance: env LABTWIN_E2E_NAME (default `lte2e`) on
+LABTWIN_E2E_SUBNET (default: the first free /24 from 10.213.39.0/24). Each module starts from a
+fresh twin (tests inside a module build on each other, in file order) and takes it down at the
+end, so groups never see each other's leftovers and no twin outlives the run.
+Helpers live in e2ekit.py (imported by the test modules).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from e2ekit import E2E
+
+E2E_NAME = "lte2e"
+E2E_FIRST_SUBNET = "10.213.39.0/24"
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/e2e/" in str(item.fspath).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.e2e)
+
+
+def _e2e_config(after_down: bool = False):
+    """Name/state/subnet from LABTWIN_E2E_* only (LABTWIN_* belong to the developer's twin)."""
+    from labtwin.hosts import network
+    from labtwin.hosts.config import STATE_ROOT, TwinConfig, _saved_subnet
+
+    name = os.environ.get("LABTWIN_E2E_NAME") or E2E_NAME
+    state = os.environ.get("LABTWIN_E2E_STATE") or str(STATE_ROOT / name)
+    subnet = os.environ.get("LABTWIN_E2E_SUBNET")
+    if not subnet:
+        # a leftover keeps its subnet for `down`; a fresh twin takes the first free one
+        subnet = (not after_down and _saved_subnet(Path(state))) or network.free_subnet(E2E_FIRST_SUBNET)
+    return TwinConfig.from_env(name=name, state=state, subnet=subnet, kube=True)
+
+
+@pytest.fixture(scope="module")
+def e2e():
+    """A fresh kube twin for this module, down at its end whatever happened."""
+    if os.geteuid() != 0:
+        pytest.fail("the e2e tests need root (the twin uses namespaces, mounts, cgroups): run them as root")
+    from labtwin.hosts import lab
+
+    lab.down(_e2e_config())
+    cfg = _e2e_config(after_down=True)
+    try:
+        lab.up(cfg)
+        yield E2E(cfg)
+    finally:
+        lab.down(cfg)
+
+
