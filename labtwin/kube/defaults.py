@@ -26,7 +26,8 @@ MSG_1035 = ("a DNS-1035 label must consist of lower case alphanumeric characters
             "'[a-z]([-a-z0-9]*[a-z0-9])?')")
 
 WITH_GENERATION = {"Deployment", "ReplicaSet", "StatefulSet"}
-STATUS_RESET_ON_CREATE = {"Deployment", "ReplicaSet", "StatefulSet", "Service"}
+STATUS_RESET_ON_CREATE = {"Deployment", "ReplicaSet", "StatefulSet", "Service", "Pod",
+                          "PersistentVolumeClaim", "PersistentVolume", "Namespace"}
 
 
 class Invalid(Exception):

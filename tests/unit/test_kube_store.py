@@ -240,3 +240,14 @@ def test_namespace_deletion_removes_content(api):
         api.get(ns, "", "tmp")
     with pytest.raises(StatusError):
         api.get(PODS, "tmp", "a")
+
+
+def test_create_resets_status_of_pods_and_claims_but_not_nodes(api):
+    p = pod("a")
+    p["status"] = {"phase": "Running", "podIP": "1.2.3.4"}
+    assert api.create(PODS, "default", p, "t")["status"] == {"phase": "Pending",
+                                                             "qosClass": "BestEffort"}
+    node = {"metadata": {"name": "n1"}, "status": {"conditions": [{"type": "Ready",
+                                                                   "status": "True"}]}}
+    n = api.create(R.lookup("", "v1", "nodes"), "", node, "kubelet")
+    assert n["status"]["conditions"][0]["status"] == "True"  # kubelets register with status
