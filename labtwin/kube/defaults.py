@@ -279,8 +279,18 @@ def _check_containers(inv: Invalid, spec: dict, field: str) -> None:
         seen.add(n)
         if not c.get("image"):
             inv.add("FieldValueRequired", f"{field}.containers[{i}].image", "Required value")
+
+
+def _check_mounts(inv: Invalid, spec: dict, field: str) -> None:
+    """Every volumeMount names a volume of the pod (real pods and pod templates; the
+    StatefulSet template is not checked, its claims become volumes only in the pods)."""
     vols = {v.get("name") for v in spec.get("volumes") or []}
-    return vols
+    for kind in ("initContainers", "containers"):
+        for i, c in enumerate(spec.get(kind) or []):
+            for j, m in enumerate(c.get("volumeMounts") or []):
+                if m.get("name") not in vols:
+                    inv.add("FieldValueNotFound", f"{field}.{kind}[{i}].volumeMounts[{j}].name",
+                            f'Not found: "{m.get("name")}"')
 
 
 def _check_selector_template(inv: Invalid, spec: dict, kind: str) -> None:
@@ -329,9 +339,12 @@ def validate(res: R.Resource, obj: dict, old: dict | None = None) -> None:
     kind = res.kind
     if kind == "Pod":
         _check_containers(inv, spec, "spec")
+        _check_mounts(inv, spec, "spec")
     elif kind in ("Deployment", "ReplicaSet", "StatefulSet"):
         _check_selector_template(inv, spec, kind)
         _check_containers(inv, spec.get("template", {}).get("spec") or {}, "spec.template.spec")
+        if kind != "StatefulSet":
+            _check_mounts(inv, spec.get("template", {}).get("spec") or {}, "spec.template.spec")
         if isinstance(spec.get("replicas"), int) and spec["replicas"] < 0:
             inv.add("FieldValueInvalid", "spec.replicas", f"Invalid value: {spec['replicas']}: "
                     "must be greater than or equal to 0")

@@ -251,3 +251,19 @@ def test_create_resets_status_of_pods_and_claims_but_not_nodes(api):
                                                                    "status": "True"}]}}
     n = api.create(R.lookup("", "v1", "nodes"), "", node, "kubelet")
     assert n["status"]["conditions"][0]["status"] == "True"  # kubelets register with status
+
+
+def test_volume_mounts_must_name_a_volume(api):
+    p = pod("a")
+    p["spec"]["containers"][0]["volumeMounts"] = [{"name": "www", "mountPath": "/w"}]
+    with pytest.raises(StatusError) as e:
+        api.create(PODS, "default", p, "t")
+    assert e.value.details["causes"] == [{
+        "reason": "FieldValueNotFound", "field": "spec.containers[0].volumeMounts[0].name",
+        "message": 'Not found: "www"'}]
+    p["spec"]["volumes"] = [{"name": "www", "persistentVolumeClaim": {"claimName": "c"}}]
+    assert api.create(PODS, "default", p, "t")
+    s = sts()  # the claim template's volume exists only in the pods
+    s["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = [
+        {"name": "www", "mountPath": "/w"}]
+    assert api.create(STS, "default", s, "t")
