@@ -172,7 +172,10 @@ def pod_cells(o: dict, now: float) -> list:
     if o.get("metadata", {}).get("deletionTimestamp"):
         reason = "Terminating"
     gates = spec.get("readinessGates") or []
-    return [_name(o), f"{ready}/{total}", reason, restarts, age(o, now),
+    last = max((parse_time(cs.get("lastState", {}).get("terminated", {}).get("finishedAt"))
+                or 0 for cs in st.get("containerStatuses") or []), default=0)
+    restarts_text = f"{restarts} ({human_duration(now - last)} ago)" if last else str(restarts)
+    return [_name(o), f"{ready}/{total}", reason, restarts_text, age(o, now),
             st.get("podIP") or "<none>", spec.get("nodeName") or "<none>",
             st.get("nominatedNodeName") or "<none>",
             f"{len(gates)}/{len(gates)}" if gates else "<none>"]

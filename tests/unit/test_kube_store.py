@@ -267,3 +267,32 @@ def test_volume_mounts_must_name_a_volume(api):
     s["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = [
         {"name": "www", "mountPath": "/w"}]
     assert api.create(STS, "default", s, "t")
+
+
+@pytest.mark.parametrize("status,deleting,cells", [
+    ({"phase": "Pending"}, False, ["0/1", "Pending", "0"]),
+    ({"phase": "Pending", "containerStatuses": [{"name": "c", "ready": False, "restartCount": 0,
+                                                 "state": {"waiting": {"reason":
+                                                                       "ErrImagePull"}}}]},
+     False, ["0/1", "ErrImagePull", "0"]),
+    ({"phase": "Running", "containerStatuses": [{"name": "c", "ready": True, "restartCount": 1,
+                                                 "state": {"running": {}}, "lastState": {
+                                                     "terminated": {"finishedAt":
+                                                                    "2026-01-01T00:00:00Z"}}}]},
+     False, ["1/1", "Running", "1 (5m ago)"]),
+    ({"phase": "Running"}, True, ["0/1", "Terminating", "0"]),
+])
+def test_pod_table_cells(status, deleting, cells):
+    o = {"metadata": {"name": "p", "creationTimestamp": "2026-01-01T00:00:00Z"},
+         "spec": {"containers": [{"name": "c"}]}, "status": status}
+    if deleting:
+        o["metadata"]["deletionTimestamp"] = "2026-01-01T00:05:00Z"
+    now = R.parse_time("2026-01-01T00:05:00Z")
+    assert PODS.cells(o, now)[1:4] == cells
+    assert PODS.cells(o, now)[4] == "5m"
+
+
+def test_human_duration_matches_apimachinery():
+    assert [R.human_duration(s) for s in (0, 119, 121, 605, 3600 * 5 + 60, 3600 * 30,
+                                          86400 * 3 + 3600, 86400 * 400)] == \
+        ["0s", "119s", "2m1s", "10m", "5h1m", "30h", "3d1h", "400d"]
