@@ -652,10 +652,19 @@ class Kubelet:
             if c["Config"]["Labels"].get(L_UID) not in known:
                 self._kill([c], 0, None)
 
+    def _pod_event(self, etype: str, pod: dict, old: dict | None) -> None:
+        """Like the kubelet's pod config source: a change of status alone (mostly our own writes)
+        is not a reason to sync; spec and metadata changes (deletionTimestamp included) are."""
+        if etype == "MODIFIED" and old is not None and pod.get("spec") == old.get("spec"):
+            strip = lambda md: {k: v for k, v in md.items() if k not in ("resourceVersion", "managedFields")}  # noqa: E731
+            if strip(pod.get("metadata", {})) == strip(old.get("metadata", {})):
+                return
+        self.queue.add((ns_of(pod), name_of(pod)))
+
     def run(self, workers: int = 4) -> None:
         self.register()
         self.setup_network()
-        self.pods.add_handler(lambda t, o, old: self.queue.add((ns_of(o), name_of(o))))
+        self.pods.add_handler(self._pod_event)
         self.pods.start()
         self.pods.wait_synced(60)
         for p in self.pods.items():

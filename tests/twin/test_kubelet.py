@@ -187,11 +187,16 @@ EXPORT {
 """
 
 
-def nfs_and_provisioner(kt, reclaim: str) -> None:
-    """ganesha exporting /nfsdata on master, the StorageClass and the provisioner Deployment."""
+def start_nfs(kt) -> None:
     kt.sh("master", f"printf '%s' {shlex.quote(GANESHA)} > /etc/ganesha/ganesha.conf && "
                     "systemctl start rpcbind && systemctl restart nfs-ganesha && "
                     "for i in $(seq 100); do showmount -e 127.0.0.1 2>/dev/null | grep -q /nfsdata && break; sleep 0.2; done")
+
+
+def nfs_and_provisioner(kt, reclaim: str, nfs: bool = True) -> None:
+    """ganesha exporting /nfsdata on master, the StorageClass and the provisioner Deployment."""
+    if nfs:
+        start_nfs(kt)
     m = kt.addr["master"]
     kt.sh("master", "kubectl delete storageclass nfs-client --ignore-not-found")
     kt.kubectl_apply(f"""apiVersion: storage.k8s.io/v1
@@ -219,6 +224,26 @@ spec:
         - {{name: NFS_SERVER, value: {m}}}
         - {{name: NFS_PATH, value: /nfsdata}}
 """)
+
+
+def test_provisioning_fails_while_nfs_is_down_and_retries(kt):
+    nfs_and_provisioner(kt, "Delete", nfs=False)
+    kt.kubectl_apply("""apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: early}
+spec: {storageClassName: nfs-client, accessModes: [ReadWriteOnce], resources: {requests: {storage: 100Mi}}}
+""")
+
+    def failed():
+        return [e["message"] for e in kt.client.list("events", "default")["items"]
+                if e["involvedObject"]["name"] == "early" and e["reason"] == "ProvisioningFailed"]
+    msgs = wait(failed, 90, "ProvisioningFailed")
+    assert msgs[0].startswith('failed to provision volume with StorageClass "nfs-client": unable to create directory')
+    assert kt.client.get("persistentvolumeclaims", "early", "default")["status"]["phase"] == "Pending"
+    start_nfs(kt)
+    wait(lambda: kt.client.get("persistentvolumeclaims", "early", "default")["status"]["phase"] == "Bound",
+         90, "bound after NFS came up")
+    kt.sh("master", "kubectl delete pvc early --wait=true --timeout=60s")
 
 
 def test_provisioner_creates_and_removes_directories_through_nfs(kt):
