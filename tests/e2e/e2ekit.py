@@ -200,3 +200,10 @@ def debian_kubectl_path() -> str:
             return str(kubectls.debian_kubectl())
         except kubectls.KubectlUnavailable as exc:
             pytest.fail(f"kubectl 1.20 is needed for the two-version e2e run: {exc}")
+
+
+def seed_flow(t: E2E) -> str:
+    """The whole seed flow (`invoke up`) on the module's fresh twin; fails unless verify is green."""
+    out = t.invoke("up").output
+    assert "verify: 10/10 pods ok" in out, out[-3000:]
+    return out
