@@ -236,6 +236,30 @@ class Api:
                 return str(host)
         raise StatusError(500, "InternalError", "range is full")
 
+    def _admit_create(self, sres: R.Resource, obj: dict) -> None:
+        """What admission plugins and allocators add on create: protection finalizers, the
+        default StorageClass of a claim that names none, a Service's cluster IP and node
+        ports."""
+        D.add_protection_finalizers(sres, obj)
+        spec = obj.get("spec") or {}
+        if sres.kind == "PersistentVolumeClaim" and "storageClassName" not in spec:
+            for sc in self.store.all_objects(R.lookup("storage.k8s.io", "v1", "storageclasses")):
+                if (sc["metadata"].get("annotations") or {}).get(
+                        "storageclass.kubernetes.io/is-default-class") == "true":
+                    spec["storageClassName"] = sc["metadata"]["name"]
+                    break
+        if sres.kind == "Service":
+            if spec.get("clusterIP") in (None, ""):
+                spec["clusterIP"] = self._allocate_cluster_ip()
+            spec.setdefault("clusterIPs", [spec["clusterIP"]])
+            if spec.get("type") in ("NodePort", "LoadBalancer"):
+                used = {p.get("nodePort") for o in self.store.all_objects(sres)
+                        for p in o.get("spec", {}).get("ports") or []}
+                free = (n for n in range(30000, 32768) if n not in used)
+                for p in spec.get("ports") or []:
+                    if not p.get("nodePort"):
+                        p["nodePort"] = next(free)
+
     def _prepare_create(self, res: R.Resource, ns: str, obj: dict) -> dict:
         if not isinstance(obj, dict):
             raise bad_request("Object 'Kind' is missing in the request body")
@@ -297,12 +321,7 @@ class Api:
         with self.store.lock:
             self._check_namespace(sres, ns)
             self._finish(sres, obj, None)
-            D.add_protection_finalizers(sres, obj)
-            if sres.kind == "Service":
-                spec = obj["spec"]
-                if spec.get("clusterIP") in (None, ""):
-                    spec["clusterIP"] = self._allocate_cluster_ip()
-                spec.setdefault("clusterIPs", [spec["clusterIP"]])
+            self._admit_create(sres, obj)
             obj["metadata"].pop("managedFields", None)
             P.record_update(None, obj, manager, res.api_version)
             if dry_run:
@@ -490,12 +509,7 @@ class Api:
         with self.store.lock:
             self._check_namespace(sres, ns)
             self._finish(sres, prepared, None)
-            D.add_protection_finalizers(sres, prepared)
-            if sres.kind == "Service":
-                spec = prepared["spec"]
-                if spec.get("clusterIP") in (None, ""):
-                    spec["clusterIP"] = self._allocate_cluster_ip()
-                spec.setdefault("clusterIPs", [spec["clusterIP"]])
+            self._admit_create(sres, prepared)
             if dry_run:
                 return to_external(res, prepared)
             out = self.store.create(sres, prepared)

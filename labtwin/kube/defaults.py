@@ -335,6 +335,13 @@ def validate(res: R.Resource, obj: dict, old: dict | None = None) -> None:
         inv.add("FieldValueInvalid", "metadata.name", f'Invalid value: "{name}": may not '
                 "contain '/'")
     _check_labels(inv, md.get("labels"), "metadata.labels")
+    for i, ref in enumerate(md.get("ownerReferences") or []):
+        for f in ("apiVersion", "kind", "name", "uid"):
+            if not ref.get(f):
+                inv.add("FieldValueRequired" if f != "uid" else "FieldValueInvalid",
+                        f"metadata.ownerReferences[{i}].{f}",
+                        "Required value" if f != "uid" else
+                        'Invalid value: "": uid must not be empty')
     spec = obj.get("spec") or {}
     kind = res.kind
     if kind == "Pod":

@@ -296,3 +296,23 @@ def test_human_duration_matches_apimachinery():
     assert [R.human_duration(s) for s in (0, 119, 121, 605, 3600 * 5 + 60, 3600 * 30,
                                           86400 * 3 + 3600, 86400 * 400)] == \
         ["0s", "119s", "2m1s", "10m", "5h1m", "30h", "3d1h", "400d"]
+
+
+def test_claim_without_class_gets_the_default_one(api):
+    sc = R.lookup("storage.k8s.io", "v1", "storageclasses")
+    api.create(sc, "", {"metadata": {"name": "fast", "annotations": {
+        "storageclass.kubernetes.io/is-default-class": "true"}}, "provisioner": "x"}, "t")
+    spec = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Mi"}}}
+    a = api.create(PVC, "default", {"metadata": {"name": "a"}, "spec": dict(spec)}, "t")
+    b = api.create(PVC, "default", {"metadata": {"name": "b"},
+                                    "spec": dict(spec, storageClassName="")}, "t")
+    assert a["spec"]["storageClassName"] == "fast" and b["spec"]["storageClassName"] == ""
+
+
+def test_owner_references_need_uid(api):
+    p = pod("a")
+    p["metadata"]["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "StatefulSet",
+                                         "name": "web"}]
+    with pytest.raises(StatusError) as e:
+        api.create(PODS, "default", p, "t")
+    assert e.value.details["causes"][0]["field"] == "metadata.ownerReferences[0].uid"
