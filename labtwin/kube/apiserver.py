@@ -30,9 +30,9 @@ import yaml
 from . import defaults as D
 from . import discovery, openapi, patch as P
 from . import resources as R
-from .store import (Store, StatusError, bad_request, fields_match, labels_match, not_found,
-                    now_rfc3339, parse_field_selector, parse_label_selector,
-                    selector_from_label_selector)
+from .store import (Store, StatusError, already_exists, bad_request, conflict, fields_match,
+                    labels_match, not_found, now_rfc3339, parse_field_selector,
+                    parse_label_selector)
 
 log = logging.getLogger("labtwin.apiserver")
 
@@ -193,7 +193,6 @@ class Api:
 
     def __init__(self, store: Store):
         self.store = store
-        self.ip_lock = threading.Lock()
         self.request = threading.local()  # fieldValidation mode and warnings of this request
         self._bootstrap()
 
@@ -326,7 +325,6 @@ class Api:
             P.record_update(None, obj, manager, res.api_version)
             if dry_run:
                 if self.store.try_get(sres, ns, obj["metadata"]["name"]):
-                    from .store import already_exists
                     raise already_exists(res, obj["metadata"]["name"])
                 return to_external(res, obj)
             out = self.store.create(sres, obj)
@@ -421,7 +419,6 @@ class Api:
                 P.record_update(old, obj, manager, res.api_version, subresource)
             if dry_run:  # checked like a write (409 on a stale version), stored nowhere
                 if expect_rv and expect_rv != old["metadata"]["resourceVersion"]:
-                    from .store import conflict
                     raise conflict(res, name)
                 obj["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
                 return to_external(res, obj)
@@ -537,7 +534,6 @@ class Api:
                                   f'{res.plural} "{name}": Precondition failed: UID in '
                                   f'precondition: {pre["uid"]}, UID in object meta: {md["uid"]}')
             if pre.get("resourceVersion") and pre["resourceVersion"] != md["resourceVersion"]:
-                from .store import conflict
                 raise conflict(res, name)
             if dry_run:
                 return to_external(res, cur)
@@ -664,7 +660,6 @@ class Api:
                                         "equal to 0")])
             rv = (scale.get("metadata") or {}).get("resourceVersion")
             if rv and rv != old["metadata"]["resourceVersion"]:
-                from .store import conflict
                 raise conflict(res, name)
             new = copy.deepcopy(old)
             new["spec"]["replicas"] = replicas

@@ -343,10 +343,6 @@ def lease_cells(o: dict, now: float) -> list:
     return [_name(o), o.get("spec", {}).get("holderIdentity", ""), age(o, now)]
 
 
-def scale_columns() -> tuple[Column, ...]:
-    return ()
-
-
 _CI = Column("Containers", description="Names of each container in the template.", priority=1)
 _IM = Column("Images", description="Images referenced by each container in the template.",
              priority=1)

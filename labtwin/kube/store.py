@@ -74,9 +74,6 @@ def now_rfc3339() -> str:
 
 # ---------------------------------------------------------------- selectors
 
-_LABEL_TOKEN = re.compile(r"\s*(!?[A-Za-z0-9_./-]+)\s*(==|!=|=|\s+in\s+|\s+notin\s+)?\s*")
-
-
 def parse_label_selector(text: str) -> list[tuple[str, str, list[str]]]:
     """Parse the label selector syntax of k8s.io/apimachinery/pkg/labels into
     (key, op, values) requirements; op in = != in notin exists !exists."""
