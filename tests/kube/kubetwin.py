@@ -88,7 +88,7 @@ class FakeKubelet:
                     n = self.client.get("nodes", self.name)
                     n["status"]["conditions"][0]["lastHeartbeatTime"] = now()
                     self.client.update_status("nodes", n)
-                except ApiError:
+                except (ApiError, OSError):
                     pass
             for p in self.pods.items():
                 n = name_of(p)
@@ -118,8 +118,8 @@ class FakeKubelet:
                         seen_ready.add(uid_of(p))
                         self.ready_order.append(n)
                     self.client.update_status("pods", q)
-                except ApiError:
-                    pass  # stale cache: the next round sees the new object
+                except (ApiError, OSError):
+                    pass  # stale cache or server restarting: the next round sees the new object
 
     def shutdown(self):
         self.stop.set()
