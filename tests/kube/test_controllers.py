@@ -319,3 +319,41 @@ def test_rollout_status_text_with_both_kubectl_versions(lab, which):
     assert [n for n in lab.kubelet.deleted_order if n.startswith("web-")] == ["web-2", "web-1"]
     r = run("get", "statefulset", "web")
     assert r.returncode == 0 and r.stdout.split("\n")[1].split()[:2] == ["web", "3/3"], r.stdout
+
+
+def test_deployment_rolling_update_and_statefulset_rollout_undo(lab):
+    lab.nfs_up()
+    lab.apply(DEPLOYMENT.replace("strategy: {type: Recreate}", "strategy: {type: RollingUpdate}"))
+    r = lab.kubectl("rollout", "status", "deployment/nfs-client-provisioner", "--timeout=30s")
+    assert r.returncode == 0, r.stderr
+    r = lab.kubectl("set", "image", "deployment/nfs-client-provisioner", "nfs-client-provisioner=example/p:v2")
+    assert r.returncode == 0, r.stderr
+    r = lab.kubectl("rollout", "status", "deployment/nfs-client-provisioner", "--timeout=30s")
+    assert r.returncode == 0 and "successfully rolled out" in r.stdout, r.stderr
+    rss = {x["metadata"]["annotations"]["deployment.kubernetes.io/revision"]: x
+           for x in lab.client.list("replicasets", "default")["items"]}
+    assert sorted(rss) == ["1", "2"] and rss["1"]["spec"]["replicas"] == 0 and rss["2"]["spec"]["replicas"] == 1
+    d = lab.client.get("deployments", "nfs-client-provisioner", "default")
+    assert d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2"
+    wait_for(lambda: [p["spec"]["containers"][0]["image"] for p in pods(lab, "app=nfs-client-provisioner").values()
+                      if not p["metadata"].get("deletionTimestamp")] == ["example/p:v2"], what="one v2 pod")
+
+    lab.apply(CLASS.replace("RECLAIM", "Retain"))
+    lab.apply(STATEFULSET.replace("REPLICAS", "2"))
+    assert lab.kubectl("rollout", "status", "statefulset/web", "--timeout=60s").returncode == 0
+    v1 = sts(lab)["status"]["updateRevision"]
+    assert lab.kubectl("set", "image", "statefulset/web", "web=10.213.20.6:5000/web:v2").returncode == 0
+    assert lab.kubectl("rollout", "status", "statefulset/web", "--timeout=60s").returncode == 0
+    v2 = sts(lab)["status"]["updateRevision"]
+    assert v2 != v1
+    r = lab.kubectl("rollout", "history", "statefulset/web")
+    assert r.returncode == 0 and [ln.split()[0] for ln in r.stdout.splitlines()[2:] if ln.strip()] == ["1", "2"], r.stdout
+    # undo applies the previous ControllerRevision's data: the old template comes back as revision 3
+    r = lab.kubectl("rollout", "undo", "statefulset/web")
+    assert r.returncode == 0, r.stderr
+    assert lab.kubectl("rollout", "status", "statefulset/web", "--timeout=60s").returncode == 0
+    wait_for(lambda: (lambda s: s if s.get("updateRevision") == v1 and s.get("currentRevision") == v1 else None)(
+        sts(lab)["status"]), what="back on v1")
+    assert {r["metadata"]["name"]: r["revision"] for r in lab.client.list("controllerrevisions", "default")["items"]} == \
+        {v1: 3, v2: 2}
+    assert all(p["spec"]["containers"][0]["image"].endswith(":v1") for p in pods(lab).values())
