@@ -1,7 +1,7 @@
 """The kubelet inside the twin's hosts: real dockerd per node, pod network routed between hosts,
 NFS PV directories bind-mounted, image pulls through each node's own docker configuration.
 
-Brings up its own twin instance (`ltkube`, 10.213.28.0/24) with the Kubernetes units, so it does
+Brings up its own twin instance (`ltkube`, 10.213.24.0/24) with the Kubernetes units, so it does
 not depend on the session twin's --kube setting."""
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from labtwin.kube.client import Client
 
 pytestmark = pytest.mark.twin
 
-NAME, SUBNET = "ltkube", "10.213.28.0/24"
+NAME, SUBNET = "ltkube", "10.213.24.0/24"
 
 
 class KubeTwin:
