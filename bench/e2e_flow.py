@@ -1,0 +1,79 @@
+"""Wall time of the whole seed flow on a fresh twin, and of the re-run (which changes nothing).
+
+    sudo .venv/bin/python bench/e2e_flow.py [--runs 1] [--verbose]
+Runs the flow's steps in process (what `invoke up` runs, without the CLI start-up) on its own
+twin (`lbflow`, first free /24 from 10.213.42.0/24), and prints per step: wall time and SSH
+round trips (commands + uploads) summed over hosts. Also times `invoke up` as a user runs it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from _twin import fresh_kube_twin, quiet_ui
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def steps():
+    from labkit import flows, flows_kube
+
+    return [("setup-registry", flows.setup_registry), ("setup-nfs", flows.setup_nfs),
+            ("build-images", flows.build_images), ("deploy", flows_kube.deploy),
+            ("scale", flows_kube.scale), ("write-v2", flows_kube.write_v2), ("verify", flows_kube.verify)]
+
+
+def run_flow(inv) -> tuple[float, list[tuple[str, float, int]]]:
+    rows, t_all = [], time.monotonic()
+    for name, fn in steps():
+        t0 = time.monotonic()
+        res = fn(inv)
+        dt = time.monotonic() - t0
+        if name == "verify" and not res.ok:
+            sys.exit("bench: verify failed: the flow did not reach the seed's end state")
+        rows.append((name, dt, sum(res.commands.values())))
+    return time.monotonic() - t_all, rows
+
+
+def show(title: str, total: float, rows) -> None:
+    print(f"{title}: {total:.1f}s")
+    for name, dt, cmds in rows:
+        print(f"  {name:<15} {dt:6.1f}s  {cmds:3d} ssh round trips")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", type=int, default=1, help="fresh twins to run the flow on")
+    p.add_argument("--verbose", action="store_true", help="print labkit's output too")
+    args = p.parse_args()
+    quiet_ui(args.verbose)
+    from labkit.inventory import load
+
+    fresh, rerun, cli = [], [], []
+    for i in range(args.runs):
+        with fresh_kube_twin("lbflow", "10.213.42.0/24") as cfg:
+            inv = load(str(cfg.inventory_path))
+            total, rows = run_flow(inv)
+            show(f"run {i + 1}: seed flow on a fresh twin", total, rows)
+            fresh.append(total)
+            total, rows = run_flow(inv)
+            show(f"run {i + 1}: re-run (no change)", total, rows)
+            rerun.append(total)
+            t0 = time.monotonic()
+            r = subprocess.run([str(Path(sys.executable).parent / "invoke"), "up", "-i", str(cfg.inventory_path)],
+                               cwd=REPO, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+            if r.returncode != 0:
+                sys.exit(f"bench: `invoke up` re-run failed:\n{(r.stdout + r.stderr)[-2000:]}")
+            cli.append(time.monotonic() - t0)
+            print(f"run {i + 1}: `invoke up` re-run as a user runs it: {cli[-1]:.1f}s", flush=True)
+    print(f"seed flow, fresh twin: median {statistics.median(fresh):.1f}s  (runs: {len(fresh)})")
+    print(f"seed flow, re-run:     median {statistics.median(rerun):.1f}s  (`invoke up`: {statistics.median(cli):.1f}s)")
+
+
+if __name__ == "__main__":
+    main()
