@@ -453,15 +453,18 @@ def server_side_apply(live: dict | None, config: dict, manager: str, force: bool
     # ownership: forced fields move to this manager
     taken = {leaf for _, leaf in conflicts} | {leaf for _, leaf in forced_csa}
     out_managed = []
+    entry = _entry(manager, "Apply", api_version, new_fs)
     for m in managed:
-        if m is mine:
+        if m is mine:  # keeps its place, so a repeated apply is a no-op
+            out_managed.append(entry)
             continue
         fs = m.get("fieldsV1") or {}
         if taken:
             fs = _fs_subtract(fs, taken)
         if any(k != "." for k in fs):
             out_managed.append({**m, "fieldsV1": fs})
-    out_managed.insert(0, _entry(manager, "Apply", api_version, new_fs))
+    if mine is None:
+        out_managed.insert(0, entry)
     result.setdefault("metadata", {})["managedFields"] = out_managed
     return result
 

@@ -219,8 +219,12 @@ class Watcher:
 # ---------------------------------------------------------------- the store
 
 def _without_rv(obj: dict) -> dict:
-    md = {k: v for k, v in obj.get("metadata", {}).items()
-          if k not in ("resourceVersion", "managedFields")}
+    """The object as a no-op check sees it: no resourceVersion, managedFields without their
+    timestamps (a write that only re-stamps ownership changes nothing)."""
+    md = {k: v for k, v in obj.get("metadata", {}).items() if k != "resourceVersion"}
+    if "managedFields" in md:
+        md["managedFields"] = [{k: v for k, v in m.items() if k != "time"}
+                               for m in md["managedFields"] or []]
     return {**obj, "metadata": md}
 
 

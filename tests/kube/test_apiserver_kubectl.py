@@ -592,3 +592,11 @@ def test_create_namespace_and_serviceaccount_generators(k):
     assert names == ["serviceaccount/bot", "serviceaccount/default"]
     r = k.run("create", "namespace", "lab", check=False)
     assert r.returncode == 1 and 'namespaces "lab" already exists' in r.stderr
+
+
+def test_repeated_server_side_apply_is_a_no_op(k, server):
+    k.run("apply", "--server-side", "-f", "-", stdin=SEED)
+    url = f"{server[0]}/apis/apps/v1/namespaces/default/statefulsets/web"
+    rv = http(url)["metadata"]["resourceVersion"]
+    k.run("apply", "--server-side", "-f", "-", stdin=SEED)
+    assert http(url)["metadata"]["resourceVersion"] == rv
