@@ -394,9 +394,15 @@ class Api:
             for k in ("uid", "creationTimestamp"):
                 md[k] = old["metadata"].get(k)
             if sres.kind == "Service":
+                # allocated values an update leaves out are kept (patchAllocatedValues)
                 if obj.get("spec", {}).get("clusterIP") in (None, ""):
                     obj.setdefault("spec", {})["clusterIP"] = old["spec"].get("clusterIP")
                     obj["spec"]["clusterIPs"] = old["spec"].get("clusterIPs")
+                olds = {p.get("port"): p.get("nodePort") for p in old["spec"].get("ports") or []}
+                for p in obj["spec"].get("ports") or []:
+                    if not p.get("nodePort") and olds.get(p.get("port")) and \
+                            obj["spec"].get("type") in ("NodePort", "LoadBalancer"):
+                        p["nodePort"] = olds[p.get("port")]
             if sres.kind == "Pod" and subresource != "status":
                 obj.setdefault("spec", {})
                 if not obj["spec"].get("nodeName") and old["spec"].get("nodeName"):

@@ -316,3 +316,18 @@ def test_owner_references_need_uid(api):
     with pytest.raises(StatusError) as e:
         api.create(PODS, "default", p, "t")
     assert e.value.details["causes"][0]["field"] == "metadata.ownerReferences[0].uid"
+
+
+def test_service_keeps_allocated_values_on_update(api):
+    svc = R.lookup("", "v1", "services")
+    body = {"metadata": {"name": "s"}, "spec": {"type": "NodePort", "selector": {"a": "b"},
+                                                "ports": [{"port": 80}]}}
+    s = api.create(svc, "default", body, "t")
+    ip, np_ = s["spec"]["clusterIP"], s["spec"]["ports"][0]["nodePort"]
+    assert ip.startswith("10.96.") and 30000 <= np_ <= 32767
+    body["metadata"]["resourceVersion"] = s["metadata"]["resourceVersion"]
+    u = api.replace(svc, "default", "s", body, "t")
+    assert u["spec"]["clusterIP"] == ip and u["spec"]["ports"][0]["nodePort"] == np_
+    other = api.create(svc, "default", {"metadata": {"name": "t"}, "spec": {
+        "type": "NodePort", "ports": [{"port": 81}]}}, "t")
+    assert other["spec"]["clusterIP"] != ip and other["spec"]["ports"][0]["nodePort"] != np_
