@@ -188,3 +188,9 @@ if importlib.util.find_spec("twin_tasks") is not None:
     import twin_tasks
 
     ns.add_collection(twin_tasks.twin)
+
+# ---- `invoke demo` (demo_tasks.py): twin up with Kubernetes + the whole flow + where to look ----
+if importlib.util.find_spec("demo_tasks") is not None:
+    import demo_tasks
+
+    ns.add_task(demo_tasks.demo)
