@@ -235,6 +235,14 @@ class Api:
                 return str(host)
         raise StatusError(500, "InternalError", "range is full")
 
+    @staticmethod
+    def _canonicalize(sres: R.Resource, obj: dict) -> None:
+        try:
+            D.canonicalize_quantities(sres.kind, obj)
+        except ValueError as e:
+            raise bad_request(f'{sres.kind} in version "{sres.version}" cannot be handled as a '
+                              f'{sres.kind}: {e}')
+
     def _admit_create(self, sres: R.Resource, obj: dict) -> None:
         """What admission plugins and allocators add on create: protection finalizers, the
         default StorageClass of a claim that names none, a Service's cluster IP and node
@@ -300,6 +308,7 @@ class Api:
                               ", ".join(f'unknown field "{u}"' for u in unknown))
         if unknown and mode == "Warn":
             self.request.warnings = [f'unknown field "{u}"' for u in unknown]
+        self._canonicalize(sres, obj)
         if old is None and sres.kind in D.STATUS_RESET_ON_CREATE:
             obj.pop("status", None)
         D.default(sres, obj)
@@ -385,6 +394,7 @@ class Api:
                 new = copy.deepcopy(old)
                 new["status"] = obj.get("status", {})
                 obj = new
+                self._canonicalize(sres, obj)
             elif "status" in sres.subresources:
                 # writes to the main resource never change status
                 if "status" in old:

@@ -577,3 +577,109 @@ def unknown_fields(kind: str, obj: dict, drop: bool = False) -> list[str]:
                 walk(node[k], v, p)
     walk(KNOWN_FIELDS.get(kind), obj, "")
     return out
+
+
+# ---------------------------------------------------------------- quantities
+# The apiserver stores a resource.Quantity and writes it back in canonical form
+# (k8s.io/apimachinery/pkg/api/resource: CanonicalizeBytes): "1024Mi" reads back "1Gi",
+# "0.5" reads back "500m". A manifest in another spelling therefore differs from the live object,
+# as on a real cluster.
+
+_BIN = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
+_DEC = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
+_QTY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
+
+
+def canonical_quantity(text) -> str:
+    from fractions import Fraction
+    if isinstance(text, (int, float)):
+        text = str(text)
+    if not isinstance(text, str):
+        raise ValueError("quantity must be a string or number")
+    m = _QTY.match(text.strip())
+    if not m:
+        raise ValueError("quantities must match the regular expression "
+                         "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")
+    num, suffix = m.groups()
+    value = Fraction(num)
+    if suffix in _BIN:
+        fmt, value = "bin", value * 1024 ** _BIN[suffix]
+    elif suffix in _DEC:
+        fmt, value = "dec", value * Fraction(10) ** _DEC[suffix]
+    elif re.fullmatch(r"[eE][-+]?[0-9]+", suffix):
+        fmt, value = "exp", value * Fraction(10) ** int(suffix[1:])
+    else:
+        raise ValueError(f"unable to parse quantity's suffix: {suffix!r}")
+    if value < Fraction(1, 10 ** 9) and value > 0:  # rounds up to the smallest unit
+        value = Fraction(1, 10 ** 9)
+    if fmt == "bin" and (-1024 < value < 1024 or value.denominator != 1):
+        fmt = "dec"
+    sign = "-" if value < 0 else ""
+    value = abs(value)
+    if value == 0:
+        return "0"
+    if fmt == "bin":
+        n, exp = int(value), 0
+        while n % 1024 == 0 and exp < 6:
+            n, exp = n // 1024, exp + 1
+        suffix = {v: k for k, v in _BIN.items()}.get(exp, "")
+        return f"{sign}{n}{suffix}"
+    # decimal: integer mantissa, exponent a multiple of 3, as large as possible
+    exp = 0
+    while value.denominator != 1:
+        value, exp = value * 10, exp - 1
+    n = int(value)
+    while n % 10 == 0 and n:
+        n, exp = n // 10, exp + 1
+    while exp % 3:
+        n, exp = n * 10, exp - 1
+    if fmt == "exp":
+        return f"{sign}{n}" + (f"e{exp}" if exp else "")
+    if exp > 18:
+        n, exp = n * 10 ** (exp - 18), 18
+    suffix = {v: k for k, v in _DEC.items()}[exp]
+    return f"{sign}{n}{suffix}"
+
+
+def _canon_map(m) -> None:
+    if isinstance(m, dict):
+        for k, v in m.items():
+            m[k] = canonical_quantity(v)
+
+
+def _canon_resources(r) -> None:
+    if isinstance(r, dict):
+        for part in ("requests", "limits"):
+            _canon_map(r.get(part))
+
+
+def _canon_pod_spec(spec) -> None:
+    if not isinstance(spec, dict):
+        return
+    for kind in ("containers", "initContainers"):
+        for c in spec.get(kind) or []:
+            if isinstance(c, dict):
+                _canon_resources(c.get("resources"))
+    for v in spec.get("volumes") or []:
+        if isinstance(v, dict) and isinstance(v.get("emptyDir"), dict) and \
+                "sizeLimit" in v["emptyDir"]:
+            v["emptyDir"]["sizeLimit"] = canonical_quantity(v["emptyDir"]["sizeLimit"])
+
+
+def canonicalize_quantities(kind: str, obj: dict) -> None:
+    """Rewrite the quantities of obj in canonical form (ValueError: not a quantity)."""
+    spec, st = obj.get("spec") or {}, obj.get("status") or {}
+    if kind == "Pod":
+        _canon_pod_spec(spec)
+    elif kind in ("Deployment", "ReplicaSet", "StatefulSet"):
+        _canon_pod_spec((spec.get("template") or {}).get("spec"))
+        for t in spec.get("volumeClaimTemplates") or []:
+            _canon_resources((t.get("spec") or {}).get("resources"))
+    elif kind == "PersistentVolumeClaim":
+        _canon_resources(spec.get("resources"))
+        _canon_map(st.get("capacity"))
+    elif kind == "PersistentVolume":
+        _canon_map(spec.get("capacity"))
+    elif kind == "Node":
+        _canon_map(st.get("capacity"))
+        _canon_map(st.get("allocatable"))

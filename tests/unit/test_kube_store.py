@@ -331,3 +331,23 @@ def test_service_keeps_allocated_values_on_update(api):
     other = api.create(svc, "default", {"metadata": {"name": "t"}, "spec": {
         "type": "NodePort", "ports": [{"port": 81}]}}, "t")
     assert other["spec"]["clusterIP"] != ip and other["spec"]["ports"][0]["nodePort"] != np_
+
+
+@pytest.mark.parametrize("given,stored", [
+    ("100Mi", "100Mi"), ("1024Mi", "1Gi"), ("0.5Gi", "512Mi"), ("0.5Ki", "512"),
+    ("0.5", "500m"), ("1000m", "1"), ("1500m", "1500m"), ("2000", "2k"), ("1500", "1500"),
+    ("129e6", "129e6"), ("2G", "2G"), (1, "1"),
+])
+def test_quantities_read_back_canonical(api, given, stored):
+    claim = {"metadata": {"name": "c"}, "spec": {"accessModes": ["ReadWriteOnce"],
+                                                 "resources": {"requests": {"storage": given}}}}
+    c = api.create(PVC, "default", claim, "t")
+    assert c["spec"]["resources"]["requests"]["storage"] == stored
+
+
+def test_bad_quantity_is_refused(api):
+    claim = {"metadata": {"name": "c"}, "spec": {"accessModes": ["ReadWriteOnce"],
+                                                 "resources": {"requests": {"storage": "1XB"}}}}
+    with pytest.raises(StatusError) as e:
+        api.create(PVC, "default", claim, "t")
+    assert e.value.code == 400 and "quantities must match the regular expression" in e.value.message
