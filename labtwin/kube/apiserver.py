@@ -309,6 +309,9 @@ class Api:
         if unknown and mode == "Warn":
             self.request.warnings = [f'unknown field "{u}"' for u in unknown]
         self._canonicalize(sres, obj)
+        if old is None or D.warnings(sres.kind, old) != D.warnings(sres.kind, obj):
+            self.request.warnings = (getattr(self.request, "warnings", None) or []) + \
+                D.warnings(sres.kind, obj)
         if old is None and sres.kind in D.STATUS_RESET_ON_CREATE:
             obj.pop("status", None)
         D.default(sres, obj)

@@ -683,3 +683,23 @@ def canonicalize_quantities(kind: str, obj: dict) -> None:
     elif kind == "Node":
         _canon_map(st.get("capacity"))
         _canon_map(st.get("allocatable"))
+
+
+# ---------------------------------------------------------------- warnings
+BETA_SC = "volume.beta.kubernetes.io/storage-class"
+_SC_WARNING = 'deprecated since v1.8; use "storageClassName" attribute instead'
+
+
+def warnings(kind: str, obj: dict) -> list[str]:
+    """Deprecation warnings a real apiserver returns (Warning headers kubectl prints), e.g.
+    pkg/api/persistentvolumeclaim GetWarningsForPersistentVolumeClaim."""
+    out = []
+    ann = (obj.get("metadata") or {}).get("annotations") or {}
+    if kind in ("PersistentVolumeClaim", "PersistentVolume") and BETA_SC in ann:
+        out.append(f"metadata.annotations[{BETA_SC}]: {_SC_WARNING}")
+    if kind == "StatefulSet":
+        for i, t in enumerate((obj.get("spec") or {}).get("volumeClaimTemplates") or []):
+            if BETA_SC in ((t.get("metadata") or {}).get("annotations") or {}):
+                out.append(f"spec.volumeClaimTemplates[{i}].metadata.annotations[{BETA_SC}]: "
+                           f"{_SC_WARNING}")
+    return out

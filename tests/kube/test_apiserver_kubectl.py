@@ -639,3 +639,14 @@ def test_concurrent_writers_lose_nothing_and_watchers_see_order(server):
     assert errors == []
     assert len(http(f"{pods}/p")["metadata"]["annotations"]) == 120
     assert len(seen) == 120 and seen == sorted(seen) and len(set(seen)) == 120
+
+
+def test_deprecated_storage_class_annotation_warns(k):
+    old = SEED.replace("      storageClassName: nfs-client\n", "").replace(
+        "  - metadata: {name: www}\n",
+        "  - metadata:\n      name: www\n      annotations:\n"
+        "        volume.beta.kubernetes.io/storage-class: nfs-client\n")
+    r = k.run("apply", "-f", "-", stdin=old)
+    assert "Warning: spec.volumeClaimTemplates[0].metadata.annotations[volume.beta.kubernetes" \
+           '.io/storage-class]: deprecated since v1.8; use "storageClassName" attribute ' \
+           "instead" in r.stderr
