@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import http.server
 import ipaddress
 import json
 import logging
@@ -30,6 +31,7 @@ import subprocess
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 
@@ -69,6 +71,7 @@ class Config:
     state_dir: str = "/var/lib/labtwin-kubelet"
     heartbeat_seconds: float = 10.0
     sync_seconds: float = 2.0
+    port: int = 10250  # the kubelet API (plain HTTP here): /healthz, /pods, /containerLogs/...
 
     @classmethod
     def load(cls, path: str) -> "Config":
@@ -661,8 +664,94 @@ class Kubelet:
                 return
         self.queue.add((ns_of(pod), name_of(pod)))
 
+    def find_container(self, ns: str, pod: str, container: str, previous: bool = False) -> dict | None:
+        cs = [c for c in self._containers() if c["Config"]["Labels"].get(L_NS) == ns
+              and c["Config"]["Labels"].get(L_POD) == pod and c["Config"]["Labels"].get(L_CONTAINER) == container]
+        cs.sort(key=lambda c: int(c["Config"]["Labels"].get(L_ATTEMPT, "0")))
+        if previous:
+            cs = cs[:-1]
+        return cs[-1] if cs else None
+
+    def serve(self) -> http.server.ThreadingHTTPServer:
+        """The kubelet's HTTP API subset an apiserver proxies `kubectl logs` to."""
+        kubelet = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, fmt, *args):
+                log.debug("api: " + fmt, *args)
+
+            def _send(self, code: int, body: bytes, ctype: str = "text/plain") -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                u = urllib.parse.urlsplit(self.path)
+                q = dict(urllib.parse.parse_qsl(u.query))
+                parts = [urllib.parse.unquote(x) for x in u.path.strip("/").split("/")]
+                if parts == ["healthz"]:
+                    return self._send(200, b"ok")
+                if parts == ["pods"]:
+                    items = kubelet.pods.items()
+                    return self._send(200, json.dumps({"kind": "PodList", "apiVersion": "v1", "items": items}).encode(),
+                                      "application/json")
+                if len(parts) != 4 or parts[0] != "containerLogs":
+                    return self._send(404, b"404 page not found\n")
+                _, ns, pod, cname = parts
+                c = kubelet.find_container(ns, pod, cname, q.get("previous") == "true")
+                if c is None:
+                    return self._send(404, f'container "{cname}" in pod "{pod}" not found\n'.encode())
+                args = ["logs"]
+                try:
+                    if "tailLines" in q:
+                        args += ["--tail", str(int(q["tailLines"]))]
+                    if "sinceSeconds" in q:
+                        args += ["--since", f"{int(q['sinceSeconds'])}s"]
+                except ValueError:
+                    return self._send(400, b"tailLines and sinceSeconds must be integers\n")
+                if q.get("timestamps") == "true":
+                    args.append("--timestamps")
+                if q.get("follow") == "true":
+                    return self._follow([kubelet.docker.binary, *args, "--follow", c["Id"]])
+                p = subprocess.run([kubelet.docker.binary, *args, c["Id"]], capture_output=True, timeout=60)
+                body = p.stdout + p.stderr  # docker splits the container's stdout and stderr
+                limit = q.get("limitBytes")
+                if limit and limit.isdigit():
+                    body = body[: int(limit)]
+                return self._send(200, body)
+
+            def _follow(self, cmd: list[str]) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                try:
+                    for line in proc.stdout:
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+                        self.wfile.flush()
+                    self.wfile.write(b"0\r\n\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                finally:
+                    proc.kill()
+                    proc.wait()
+
+        srv = http.server.ThreadingHTTPServer((self.cfg.node_ip, self.cfg.port), Handler)
+        srv.daemon_threads = True
+        threading.Thread(target=srv.serve_forever, name="kubelet-api", daemon=True).start()
+        return srv
+
     def run(self, workers: int = 4) -> None:
         self.register()
+        try:
+            self.serve()
+        except OSError as e:  # logs are a convenience: running pods matters more
+            log.warning("kubelet API on %s:%d not served: %s", self.cfg.node_ip, self.cfg.port, e)
         self.setup_network()
         self.pods.add_handler(self._pod_event)
         self.pods.start()

@@ -160,7 +160,8 @@ def test_pull_from_a_registry_the_node_does_not_trust_backs_off_with_the_runtime
 
 
 def test_crashing_container_is_restarted_with_back_off(kt):
-    kt.kubectl_apply(web("web-c", "node01", "httpd:2.4", extra='\n    command: ["/bin/sh", "-c", "exit 3"]'))
+    kt.kubectl_apply(web("web-c", "node01", "httpd:2.4",
+                         extra='\n    command: ["/bin/sh", "-c", "echo hello-from-web-c; exit 3"]'))
 
     def restarted():
         cs = (kt.pod("web-c").get("status", {}).get("containerStatuses") or [{}])[0]
@@ -169,6 +170,11 @@ def test_crashing_container_is_restarted_with_back_off(kt):
     assert cs["lastState"]["terminated"]["exitCode"] == 3
     wait(lambda: ((kt.pod("web-c")["status"]["containerStatuses"][0].get("state", {}).get("waiting") or {})
                   .get("reason") == "CrashLoopBackOff"), 60, "CrashLoopBackOff")
+    # the kubelet API an apiserver would proxy `kubectl logs` to
+    api = f"http://{kt.addr['node01']}:10250"
+    assert kt.sh("master", f"curl -s {api}/healthz") == "ok"
+    assert kt.sh("master", f"curl -s '{api}/containerLogs/default/web-c/web?previous=true'") == "hello-from-web-c\n"
+    assert "404" in kt.sh("master", f"curl -s -o /dev/null -w '%{{http_code}}' {api}/containerLogs/default/nope/web")
     kt.sh("master", "kubectl delete pod web-c --wait=true --timeout=60s")
 
 
