@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 from .client import ApiError, Client, Informer
 from .controller_manager import WorkQueue
-from .controllers.common import Recorder, condition, deepcopy, name_of, ns_of, uid_of
+from .controllers.common import Recorder, deepcopy, name_of, ns_of, uid_of
 
 log = logging.getLogger("labtwin.kubelet")
 

@@ -46,7 +46,6 @@ def plan(rs: dict, pods: list[dict]) -> tuple[list[tuple[str, dict]], dict]:
     elif len(live) > want:
         actions += [("delete", p) for p in deletion_order(live)[: len(live) - want]]
     mrs = int(rs["spec"].get("minReadySeconds") or 0)
-    sel = rs["spec"].get("selector")
     tpl_labels = ((rs["spec"].get("template") or {}).get("metadata") or {}).get("labels") or {}
     status = {
         "replicas": len(live),
@@ -56,7 +55,6 @@ def plan(rs: dict, pods: list[dict]) -> tuple[list[tuple[str, dict]], dict]:
         "availableReplicas": sum(1 for p in live if is_available(p, mrs)),
         "observedGeneration": rs.get("metadata", {}).get("generation", 0),
     }
-    del sel
     return actions, status
 
 
