@@ -246,7 +246,25 @@ def _name_rule(kind: str):
     return DNS1123_SUB, MSG_SUB
 
 
+_QNAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+MSG_QNAME = ("name part must consist of alphanumeric characters, '-', '_' or '.', and must "
+             "start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or "
+             "'123-abc', regex used for validation is "
+             "'([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')")
+
+
+def _check_key(inv: Invalid, key: str, field: str) -> None:
+    """A label or annotation key: optional DNS subdomain prefix, '/', qualified name."""
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > 253 or not DNS1123_SUB.match(prefix)):
+        inv.add("FieldValueInvalid", field, f'Invalid value: "{key}": prefix part {MSG_SUB}')
+    if not name or len(name) > 63 or not _QNAME.match(name):
+        inv.add("FieldValueInvalid", field, f'Invalid value: "{key}": {MSG_QNAME}')
+
+
 def _check_labels(inv: Invalid, labels: dict | None, field: str) -> None:
+    for k in labels or {}:
+        _check_key(inv, k, field)
     for k, v in (labels or {}).items():
         if not isinstance(v, str):
             inv.add("FieldValueInvalid", field, f"Invalid value: {json.dumps(v)}: must be a "
@@ -335,6 +353,8 @@ def validate(res: R.Resource, obj: dict, old: dict | None = None) -> None:
         inv.add("FieldValueInvalid", "metadata.name", f'Invalid value: "{name}": may not '
                 "contain '/'")
     _check_labels(inv, md.get("labels"), "metadata.labels")
+    for k in md.get("annotations") or {}:
+        _check_key(inv, k, "metadata.annotations")
     for i, ref in enumerate(md.get("ownerReferences") or []):
         for f in ("apiVersion", "kind", "name", "uid"):
             if not ref.get(f):

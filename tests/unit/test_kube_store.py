@@ -351,3 +351,18 @@ def test_bad_quantity_is_refused(api):
     with pytest.raises(StatusError) as e:
         api.create(PVC, "default", claim, "t")
     assert e.value.code == 400 and "quantities must match the regular expression" in e.value.message
+
+
+@pytest.mark.parametrize("key,ok", [
+    ("app", True), ("app.kubernetes.io/name", True), ("a_b.c-d", True),
+    ("-app", False), ("Bad_Prefix/x", False), ("a/", False), ("x" * 64, False),
+])
+def test_label_keys_are_qualified_names(api, key, ok):
+    p = pod("a", {key: "v"})
+    if ok:
+        assert api.create(PODS, "default", p, "t")["metadata"]["labels"] == {key: "v"}
+    else:
+        with pytest.raises(StatusError) as e:
+            api.create(PODS, "default", p, "t")
+        assert e.value.code == 422 and e.value.details["causes"][0]["field"] == \
+            "metadata.labels"
