@@ -650,6 +650,8 @@ class Kubelet:
     # -- main loop -------------------------------------------------------------------------------------
     def orphans(self) -> None:
         """Containers of pods this node no longer has (deleted while we were down)."""
+        if not self.pods.synced.is_set():
+            return  # an empty cache before the first list proves nothing: never kill on it
         known = {uid_of(p) for p in self.pods.items()}
         for c in self._containers():
             if c["Config"]["Labels"].get(L_UID) not in known:
@@ -761,11 +763,18 @@ class Kubelet:
         for i in range(workers):
             threading.Thread(target=self.queue.run, name=f"pod-worker-{i}", daemon=True).start()
         threading.Thread(target=self.heartbeat_loop, name="heartbeat", daemon=True).start()
+        last_net = time.monotonic()
         while not self.stop.wait(self.cfg.sync_seconds):  # periodic pod sync: states, probes, restarts
             try:
                 self.orphans()
             except Exception as e:
                 log.warning("orphan sweep: %s", e)
+            if time.monotonic() - last_net > 30:  # a dockerd restart or an admin may have undone it
+                last_net = time.monotonic()
+                try:
+                    self.setup_network()
+                except Exception as e:
+                    log.warning("pod network check: %s", e)
             for p in self.pods.items():
                 self.queue.add((ns_of(p), name_of(p)))
 

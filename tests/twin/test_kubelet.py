@@ -337,3 +337,19 @@ def test_statefulset_on_real_containers_orders_partitions_and_keeps_data(kt):
     assert len({kt.client.get("persistentvolumeclaims", f"www-web-{i}", "default")["spec"]["volumeName"]
                 for i in range(10)}) == 10
     print(f"\ntwin: 6 pods ready in {t_deploy:.1f}s; 6->10 with partition 4 in {t_scale:.1f}s")
+
+
+def test_pod_comes_back_after_the_nodes_dockerd_restarts(kt):
+    kt.kubectl_apply(web("web-d", "node01", "httpd:2.4"))
+    p = wait(lambda: (lambda p: p if _ready(p) else None)(kt.pod("web-d")), 60, "web-d Ready")
+    ip = p["status"]["podIP"]
+    kt.sh("node01", "systemctl restart docker")  # what setting insecure-registries does to a node
+
+    def back():
+        q = kt.pod("web-d")
+        cs = q["status"]["containerStatuses"][0]
+        return q if _ready(q) and cs["restartCount"] >= 1 else None
+    q = wait(back, 90, "web-d Ready again after the restart")
+    assert q["status"]["podIP"] == ip  # this kubelet gives a pod back its IP (a real new sandbox may get another)
+    assert kt.sh("master", f"curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 http://{ip}/") == "200"
+    kt.sh("master", "kubectl delete pod web-d --wait=true --timeout=60s")
