@@ -192,3 +192,21 @@ class TestNodeLifecycle:
         assert out["spec"]["taints"][0]["key"] == "node.kubernetes.io/unreachable"
         out["status"]["conditions"][0].update(status="True", lastHeartbeatTime="2026-01-01T12:00:00Z")
         assert plan_node(out, at)["spec"]["taints"] == []
+
+
+def test_deployment_progress_deadline():
+    d = deployment(1)
+    d["spec"]["progressDeadlineSeconds"] = 60
+    r = dep.new_replicaset(d, 1, None)
+    r["spec"]["replicas"], r["status"] = 1, {"replicas": 1}
+    st = dep.compute_status(d, r, [r], {}, at="2026-01-01T00:00:00Z")
+    assert {c["type"]: c["reason"] for c in st["conditions"]}["Progressing"] == "NewReplicaSetCreated"
+    st = dep.compute_status(d, r, [r], st, at="2026-01-01T00:00:30Z")  # no progress yet, within the deadline
+    assert {c["type"]: c["status"] for c in st["conditions"]}["Progressing"] == "True"
+    st = dep.compute_status(d, r, [r], st, at="2026-01-01T00:01:01Z")
+    prog = next(c for c in st["conditions"] if c["type"] == "Progressing")
+    assert (prog["status"], prog["reason"]) == ("False", "ProgressDeadlineExceeded")
+    assert prog["message"] == f'ReplicaSet "{r["metadata"]["name"]}" has timed out progressing.'
+    r["status"] = {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1}  # it finally runs
+    st = dep.compute_status(d, r, [r], st, at="2026-01-01T00:02:00Z")
+    assert {c["type"]: c["reason"] for c in st["conditions"]}["Progressing"] == "NewReplicaSetAvailable"

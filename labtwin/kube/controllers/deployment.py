@@ -2,6 +2,7 @@
 Recreate and RollingUpdate strategies and the status/conditions `kubectl rollout status` reads."""
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
 
@@ -95,7 +96,14 @@ def plan_scale(d: dict, new: dict, olds: list[dict]) -> list[tuple[dict, int]]:
     return changes
 
 
-def compute_status(d: dict, new: dict | None, rss: list[dict], prev: dict) -> dict:
+def _age(since: str | None, at: str) -> float:
+    if not since:
+        return 0.0
+    f = "%Y-%m-%dT%H:%M:%SZ"
+    return (dt.datetime.strptime(at, f) - dt.datetime.strptime(since, f)).total_seconds()
+
+
+def compute_status(d: dict, new: dict | None, rss: list[dict], prev: dict, at: str | None = None) -> dict:
     want = _replicas(d)
     stat = lambda r, k: (r.get("status") or {}).get(k, 0)  # noqa: E731
     available = sum(stat(r, "availableReplicas") for r in rss)
@@ -106,8 +114,8 @@ def compute_status(d: dict, new: dict | None, rss: list[dict], prev: dict) -> di
           "availableReplicas": available,
           "unavailableReplicas": max(0, sum(_replicas(r) for r in rss) - available)}
     _, unavail = surge_unavailable(d)
-    conds = {c["type"]: c for c in prev.get("conditions") or []}
-    ts = now()
+    conds = {c["type"]: dict(c) for c in prev.get("conditions") or []}
+    ts = at or now()
 
     def setc(ctype, status, reason, msg):
         old = conds.get(ctype)
@@ -125,12 +133,25 @@ def compute_status(d: dict, new: dict | None, rss: list[dict], prev: dict) -> di
         setc("Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.")
     if new is not None:
         done = (st["updatedReplicas"] == want and st["replicas"] == want and available >= want)
+        # DeploymentProgressing: more updated/ready/available pods, or fewer old ones, is progress
+        progressed = (st["updatedReplicas"] > prev.get("updatedReplicas", 0)
+                      or st["readyReplicas"] > prev.get("readyReplicas", 0)
+                      or available > prev.get("availableReplicas", 0)
+                      or st["replicas"] - st["updatedReplicas"] < prev.get("replicas", 0) - prev.get("updatedReplicas", 0))
+        deadline = d["spec"].get("progressDeadlineSeconds", 600)
+        cur = conds.get("Progressing")
         if done:
             setc("Progressing", "True", "NewReplicaSetAvailable", f'ReplicaSet "{name_of(new)}" has successfully progressed.')
-        elif "Progressing" not in conds:
+        elif cur is None:
             setc("Progressing", "True", "NewReplicaSetCreated", f'Created new replica set "{name_of(new)}"')
-        elif conds["Progressing"].get("reason") != "NewReplicaSetCreated" or st["updatedReplicas"]:
+        elif progressed:
+            conds.pop("Progressing")  # progress refreshes lastUpdateTime, which the deadline counts from
             setc("Progressing", "True", "ReplicaSetUpdated", f'ReplicaSet "{name_of(new)}" is progressing.')
+            conds["Progressing"]["lastTransitionTime"] = cur.get("lastTransitionTime", ts) \
+                if cur.get("status") == "True" else ts
+        elif cur.get("reason") != "ProgressDeadlineExceeded" and deadline is not None and \
+                _age(cur.get("lastUpdateTime"), ts) > int(deadline):
+            setc("Progressing", "False", "ProgressDeadlineExceeded", f'ReplicaSet "{name_of(new)}" has timed out progressing.')
     st["conditions"] = [conds[k] for k in ("Available", "Progressing") if k in conds]
     return {k: v for k, v in st.items() if v or k in ("replicas", "observedGeneration")}
 
