@@ -11,9 +11,9 @@ DEBS := openssh-server openssh-client docker.io docker-registry nfs-ganesha nfs-
         rpcbind nfs-common libnfs-utils apache2 sudo iproute2 iptables dbus systemd curl \
         ca-certificates python3-venv util-linux procps
 
-.PHONY: deps debs venv demo test unit down clean-twin bench
+.PHONY: deps debs venv kubectls demo test unit down bench
 
-deps: debs venv
+deps: debs venv kubectls
 
 debs:
 	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
@@ -30,6 +30,11 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 venv: $(VENV)/.installed
+
+# kubectl 1.20 (Debian's kubernetes-client, unpacked into a cache, not installed: /usr/bin/kubectl
+# may belong to another package) for the tests that drive the twin with two kubectl versions.
+kubectls: venv
+	$(PY) -m labtwin.kube.kubectls
 
 demo: deps
 	$(VENV)/bin/invoke demo
