@@ -20,12 +20,6 @@ E2E_NAME = "lte2e"
 E2E_FIRST_SUBNET = "10.213.39.0/24"
 
 
-def pytest_collection_modifyitems(items):
-    for item in items:
-        if "tests/e2e/" in str(item.fspath).replace(os.sep, "/"):
-            item.add_marker(pytest.mark.e2e)
-
-
 def _e2e_config(after_down: bool = False):
     """Name/state/subnet from LABTWIN_E2E_* only (LABTWIN_* belong to the developer's twin)."""
     from labtwin.hosts import network

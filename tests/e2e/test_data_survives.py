@@ -3,9 +3,13 @@ come back to the same ordinals), and a teardown without --purge (PVs with reclai
 and their NFS directories stay; deploy afterwards serves the old content)."""
 from __future__ import annotations
 
+import shlex
+
 import pytest
 
 from e2ekit import CLAIM, NS, STS, is_ready, seed_flow
+
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +55,7 @@ def test_teardown_keeps_pvs_and_directories(t):
     assert t.pv_dirs() == t.dirs_before
     for claim, d in t.dirs_before.items():
         o = int(claim.rsplit("-", 1)[1])
-        assert t.sh("master", f"cat {d}/index.html").strip() == t.before[o], claim
+        assert t.sh("master", f"cat {shlex.quote(d)}/index.html").strip() == t.before[o], claim
 
 
 def test_deploy_after_teardown_serves_the_old_content(t):

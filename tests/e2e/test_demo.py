@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 
+import pytest
+
 from e2ekit import INVOKE, REPO
+
+pytestmark = pytest.mark.e2e
 
 
 def test_demo_runs_the_whole_flow_and_its_hints_work(e2e):

@@ -14,6 +14,8 @@ import yaml
 
 from e2ekit import NS, STS, image_tag, is_ready, ordinal
 
+pytestmark = pytest.mark.e2e
+
 PROVISIONER = "k8s-sigs.io/nfs-subdir-external-provisioner"
 HTTPS_ERROR = "http: server gave HTTP response to HTTPS client"  # docker's own words (DESIGN.md 2)
 

@@ -4,9 +4,13 @@ each kubectl on master: the pinned wheel (1.37) and Debian's kubernetes-client (
 The tests build on each other in file order (one fresh twin per kubectl version)."""
 from __future__ import annotations
 
+import shlex
+
 import pytest
 
 from e2ekit import CLAIM, NS, STS, changed_lines, debian_kubectl_path, image_tag, is_ready
+
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module", params=["wheel-1.37", "debian-1.20"])
@@ -98,7 +102,8 @@ def test_verify_seed_end_state(seed):
     for n in names:
         d = dirs[n]
         assert d.startswith("/nfsdata/") and d.rsplit("/", 1)[1] in on_export, d
-        assert seed.sh("master", f"cat {d}/index.html").strip() == f"Version: --v{1 if int(n.rsplit('-', 1)[1]) < 4 else 2}"
+        page = seed.sh("master", f"cat {shlex.quote(d)}/index.html").strip()
+        assert page == f"Version: --v{1 if int(n.rsplit('-', 1)[1]) < 4 else 2}", n
     # each pod mounts its own claim
     for o, p in pods.items():
         claims = [v["persistentVolumeClaim"]["claimName"] for v in p["spec"]["volumes"] if v.get("persistentVolumeClaim")]

@@ -10,6 +10,8 @@ import pytest
 
 from e2ekit import seed_flow
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="module")
 def t(e2e):
