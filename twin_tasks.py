@@ -34,7 +34,7 @@ def _check(rc: int, what: str) -> None:
 
 
 @task(help={"subnet": "IPv4 subnet (env LABTWIN_SUBNET, default 10.213.20.0/24)",
-            "kube": "install and start the Kubernetes twin's units (default: env LABTWIN_KUBE=1)",
+            "kube": "run the Kubernetes twin (apiserver, controller-manager, kubelets); on by default, --no-kube or LABTWIN_KUBE=0 for bare hosts",
             "name": NAME_HELP, "state": STATE_HELP})
 def up(c, subnet: str | None = None, kube: bool = KUBE_DEFAULT, name: str | None = None,
        state: str | None = None):

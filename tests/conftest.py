@@ -1,7 +1,7 @@
 """Shared fixtures. `twin`: a running labtwin for the session (tests/twin, tests/e2e).
 
 Instance: env LABTWIN_NAME (default "lttest", so tests never take down a developer's
-`labtwin`), LABTWIN_STATE, LABTWIN_SUBNET (default 10.213.29.0/24), LABTWIN_KUBE=1/0.
+`labtwin`), LABTWIN_STATE, LABTWIN_SUBNET (default 10.213.29.0/24), LABTWIN_KUBE=1 (default off here).
 LABTWIN_REUSE=1 reuses that instance when it is already up and healthy. Torn down at the end
 of the session in every case.
 """
@@ -62,14 +62,14 @@ def twin_config():
     (or already this twin's), else the first free one after it (other twins may be running)."""
     from labtwin.hosts import lab, network
     from labtwin.hosts.config import TwinConfig
-    from labtwin.hosts.kube_units import KUBE_DEFAULT
-
     name = os.environ.get("LABTWIN_NAME") or TEST_TWIN_NAME
     subnet = os.environ.get("LABTWIN_SUBNET")
     if not subnet:
         probe = TwinConfig.from_env(name=name)  # a running twin of that name keeps its subnet
         subnet = str(probe.subnet) if lab.is_up(probe) else network.free_subnet(TEST_TWIN_SUBNET)
-    return TwinConfig.from_env(name=name, subnet=subnet, kube=KUBE_DEFAULT)
+    # Host steps need no control plane: bare hosts unless LABTWIN_KUBE=1 (tests/e2e turns it on).
+    kube = os.environ.get("LABTWIN_KUBE", "0") == "1"
+    return TwinConfig.from_env(name=name, subnet=subnet, kube=kube)
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,9 @@ import shlex
 from . import rootfs
 from .config import NFS_EXPORT, NODE_NFS_PATH, REPO_ROOT, HostSpec, TwinConfig, TwinError
 
-# Off until labtwin/kube/{apiserver,controller_manager,kubelet}.py are ready; env LABTWIN_KUBE=1/0
-# overrides (CLI --kube/--no-kube, the tests' fixture and the invoke task all start from this).
-KUBE_DEFAULT = os.environ.get("LABTWIN_KUBE", "0") == "1"
+# On: a fresh kubeadm lab has its control plane and kubelets running. LABTWIN_KUBE=0 (or
+# --no-kube) gives bare hosts, which is all the host-step tests need.
+KUBE_DEFAULT = os.environ.get("LABTWIN_KUBE", "1") == "1"
 MODULES = {"master": ("apiserver", "controller_manager"), "node": ("kubelet",)}
 VENV_BIN = REPO_ROOT / ".venv" / "bin"
 
