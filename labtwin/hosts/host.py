@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from . import rootfs
-from .config import HostSpec, TwinConfig, TwinError
+from .config import REPO_ROOT, HostSpec, TwinConfig, TwinError
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PATH_ENV = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -160,6 +160,17 @@ def build_seed(cfg: TwinConfig, host: HostSpec, seed: Path, client_pubkey: str) 
     return key.with_suffix(".pub").read_text().split()[:2]
 
 
+def repo_bind(cfg: TwinConfig, root: str) -> list[str]:
+    """The Kubernetes units and kubectl run from this repo and its venv. The overlay shows only
+    /'s own filesystem and /tmp, /run are private tmpfs in a host, so a clone elsewhere (CI clones
+    anywhere) would be invisible: bind it read-only at the same path."""
+    if not cfg.kube:
+        return []
+    repo = shlex.quote(str(REPO_ROOT))
+    return [f"mkdir -p {root}{repo} && mount --bind {repo} {root}{repo}"
+            f" && mount -o remount,bind,ro {root}{repo}"]
+
+
 def boot_script(cfg: TwinConfig, host: HostSpec, paths: dict[str, Path]) -> str:
     """Runs as PID 1 of the host's new PID namespace, in its own mount/uts/cgroup namespaces."""
     q = shlex.quote
@@ -192,6 +203,7 @@ def boot_script(cfg: TwinConfig, host: HostSpec, paths: dict[str, Path]) -> str:
         f"touch {console} {r}/dev/console && mount --bind {console} {r}/dev/console",
         f"mount -t tmpfs -o mode=755,nosuid,nodev run {r}/run",
         f"mount -t tmpfs -o mode=1777,nosuid,nodev tmp {r}/tmp",
+        *repo_bind(cfg, r),
         f"hostname {q(host.name)}",
         *rootfs.pivot_script(paths["root"]),
         f"exec env -i container=labtwin PATH={PATH_ENV} /lib/systemd/systemd --unit=multi-user.target",
