@@ -152,9 +152,18 @@ def test_pull_from_a_registry_the_node_does_not_trust_backs_off_with_the_runtime
     def waiting():
         cs = (kt.pod("web-b").get("status", {}).get("containerStatuses") or [{}])[0]
         return cs.get("state", {}).get("waiting")
-    w = wait(lambda: (lambda w: w if w and w.get("reason") == "ErrImagePull" else None)(waiting()), 60, "ErrImagePull")
-    assert "http: server gave HTTP response to HTTPS client" in w["message"]
-    wait(lambda: (lambda w: w if w and w.get("reason") == "ImagePullBackOff" else None)(waiting()), 60, "ImagePullBackOff")
+
+    def pull_errors():
+        # ErrImagePull lasts until the next sync puts the container in back-off, so a poll can miss
+        # the status; the kubelet's events, as `kubectl describe pod` shows them, stay.
+        events = kt.client.list("events", "default")["items"]
+        return [e for e in events if e.get("involvedObject", {}).get("name") == "web-b"
+                and e.get("reason") == "Failed" and "Failed to pull image" in e.get("message", "")]
+    failed = wait(pull_errors, 60, "a Failed to pull image event")
+    assert "http: server gave HTTP response to HTTPS client" in failed[0]["message"]
+    backoff = wait(lambda: (lambda w: w if w and w.get("reason") == "ImagePullBackOff" else None)(waiting()),
+                   60, "ImagePullBackOff")
+    assert backoff["message"] == f'Back-off pulling image "{reg}/web:v1"'
     assert kt.pod("web-b")["status"]["phase"] == "Pending"
     kt.sh("master", "kubectl delete pod web-b --wait=true --timeout=60s")
 
