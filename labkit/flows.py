@@ -23,7 +23,7 @@ from labkit.operations import docker as docker_ops
 from labkit.operations import images as image_ops
 from labkit.operations import nfs as nfs_ops
 from labkit.operations import registry as registry_ops
-from labkit.remote import HostConnection, connect, run_parallel
+from labkit.remote import HostConnection, close_all, command_counts, connect, run_parallel
 from labkit.runner import FactError, RunReport, Step, gather, run
 
 NFS_PACKAGES = ("nfs-utils", "rpcbind", "nfs-kernel-server", "nfs-common", "nfs-ganesha", "nfs-ganesha-vfs")
@@ -37,13 +37,7 @@ class FlowResult:
 
     @property
     def commands(self) -> dict[str, int]:
-        """SSH round trips per host (commands + uploads), for the benchmarks."""
-        return {name: h.commands for name, h in self.hosts.items()}
-
-
-def _close(hosts: dict[str, HostConnection]) -> None:
-    for h in hosts.values():
-        h.close()
+        return command_counts(self.hosts)
 
 
 # ------------------------------------------------------------------ checks
@@ -130,7 +124,7 @@ def setup_registry(inv, *, plan: bool = False) -> FlowResult:
         _finish("setup-registry", report, checks)
         return FlowResult(report, checks, hosts)
     finally:
-        _close(hosts)
+        close_all(hosts)
 
 
 # ------------------------------------------------------------------ setup-nfs
@@ -195,7 +189,7 @@ def setup_nfs(inv, *, plan: bool = False) -> FlowResult:
         _finish("setup-nfs", report, checks)
         return FlowResult(report, checks, hosts)
     finally:
-        _close(hosts)
+        close_all(hosts)
 
 
 # ------------------------------------------------------------------ build-images
@@ -234,7 +228,7 @@ def build_images(inv, *, plan: bool = False, context_dir=None) -> FlowResult:
         _finish("build-images", report, checks)
         return FlowResult(report, checks, hosts)
     finally:
-        _close(hosts)
+        close_all(hosts)
 
 
 # ------------------------------------------------------------------ doctor
@@ -372,4 +366,4 @@ def doctor(inv) -> FlowResult:
         _finish("doctor", None, rows)
         return FlowResult(None, rows, hosts)
     finally:
-        _close(hosts)
+        close_all(hosts)

@@ -17,7 +17,7 @@ from labkit import verify as verify_mod
 from labkit.errors import HostError, OperationError
 from labkit.facts import kube as kf
 from labkit.operations import kube as kube_ops
-from labkit.remote import HostConnection, connect
+from labkit.remote import HostConnection, close_all, command_counts, connect
 from labkit.runner import RunReport, Step, gather, run
 
 DEFAULT_TIMEOUT = 600
@@ -31,13 +31,7 @@ class KubeResult:
 
     @property
     def commands(self) -> dict[str, int]:
-        """SSH round trips per host (commands + uploads), for the benchmarks."""
-        return {name: h.commands for name, h in self.hosts.items()}
-
-
-def _close(hosts: dict[str, HostConnection]) -> None:
-    for h in hosts.values():
-        h.close()
+        return command_counts(self.hosts)
 
 
 def _names(inv):
@@ -148,7 +142,7 @@ def deploy(inv, *, plan: bool = False, timeout: int = DEFAULT_TIMEOUT, rewrite_c
         result.details["content"] = content_step(inv, hosts, if_missing=not rewrite_content, title="content")
         return result
     finally:
-        _close(hosts)
+        close_all(hosts)
 
 
 # ------------------------------------------------------------------ scale
@@ -194,7 +188,7 @@ def scale(inv, *, replicas: int | None = None, image_tag: str | None = None, par
         result.details["content"] = content_step(inv, hosts, if_missing=True, title="content for new replicas")
         return result
     finally:
-        _close(hosts)
+        close_all(hosts)
 
 
 # ------------------------------------------------------------------ write-v2
@@ -217,7 +211,7 @@ def write_v2(inv, *, plan: bool = False) -> KubeResult:
         summary = content_step(inv, hosts, ordinals=rolled, plan=plan, title=f"write {sts.tag} content")
         return KubeResult(None, {"content": summary, "ordinals": list(rolled)}, hosts)
     finally:
-        _close(hosts)
+        close_all(hosts)
 
 
 # ------------------------------------------------------------------ verify and status
@@ -265,7 +259,7 @@ def verify(inv, *, as_json: bool = False) -> verify_mod.Report:
                 ui.error(p)
         return report
     finally:
-        _close(hosts)
+        close_all(hosts)
 
 
 def status(inv) -> dict:
@@ -299,7 +293,7 @@ def status(inv) -> dict:
                   for n in nodes])
         return {"sts": sts, "pods": f["pods"], "pvcs": f["pvcs"], "pvs": f["pvs"], "nodes": nodes}
     finally:
-        _close(hosts)
+        close_all(hosts)
 
 
 # ------------------------------------------------------------------ teardown
@@ -339,4 +333,4 @@ def teardown(inv, *, purge: bool = False, yes: bool = False, plan: bool = False)
                 ui.line(server.name, "purge NFS data", "changed", f"removed {len(dirs)} PV directories")
         return result
     finally:
-        _close(hosts)
+        close_all(hosts)

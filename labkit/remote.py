@@ -387,6 +387,16 @@ def connect(inventory, names: Iterable[str] | None = None) -> dict[str, HostConn
     return conns
 
 
+def close_all(hosts: dict[str, HostConnection]) -> None:
+    for h in hosts.values():
+        h.close()
+
+
+def command_counts(hosts: dict[str, HostConnection]) -> dict[str, int]:
+    """SSH round trips per host (commands + uploads), for the benchmarks."""
+    return {name: h.commands for name, h in hosts.items()}
+
+
 @dataclass
 class ParallelOutcome:
     results: dict[str, Any] = field(default_factory=dict)
