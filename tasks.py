@@ -130,14 +130,18 @@ def write_v2(c, inventory: str | None = None, plan: bool = False):
     _run(lambda: flows_kube.write_v2(_load(c, inventory), plan=plan))
 
 
-def _verify(c, inventory, as_json: bool) -> None:
-    from labkit import flows_kube
-
-    report = _run(lambda: flows_kube.verify(_load(c, inventory), as_json=as_json))
+def _judge(report) -> None:
+    """verify's report -> exit 1 naming the wrong pods."""
     if not report.ok:
         bad = [r.pod for r in report.rows if not r.ok]
         raise Exit(f"labkit: verify failed: {len(bad)} pod(s) wrong ({', '.join(bad)})"
                    + (f"; {len(report.problems)} other problem(s)" if report.problems else ""), code=1)
+
+
+def _verify(c, inventory, as_json: bool) -> None:
+    from labkit import flows_kube
+
+    _judge(_run(lambda: flows_kube.verify(_load(c, inventory), as_json=as_json)))
 
 
 @task(help={"inventory": INVENTORY_HELP, "json": "print the report as JSON"})
@@ -164,18 +168,15 @@ def teardown(c, inventory: str | None = None, purge: bool = False, yes: bool = F
     _run(lambda: flows_kube.teardown(_load(c, inventory), purge=purge, yes=yes, plan=plan))
 
 
-@task(help={"inventory": INVENTORY_HELP, "timeout": TIMEOUT_HELP})
-def up(c, inventory: str | None = None, timeout: int = 600):
+@task(help={"inventory": INVENTORY_HELP, "timeout": TIMEOUT_HELP,
+            "plan": "print each step's plan in order (later steps say what waits on earlier ones); change nothing"})
+def up(c, inventory: str | None = None, plan: bool = False, timeout: int = 600):
     """The whole seed flow in order: setup-registry, setup-nfs, build-images, deploy, scale, write-v2, verify."""
-    from labkit import flows, flows_kube
+    from labkit import flows_kube
 
-    inv = _load(c, inventory)
-    for step in (flows.setup_registry, flows.setup_nfs, flows.build_images):
-        _run(step, inv)
-    _run(flows_kube.deploy, inv, timeout=timeout)
-    _run(flows_kube.scale, inv, timeout=timeout)
-    _run(flows_kube.write_v2, inv)
-    _verify(c, inventory, False)
+    result = _run(flows_kube.up, _load(c, inventory), plan=plan, timeout=timeout)
+    if result.verify is not None:  # None in plan mode: verify is skipped
+        _judge(result.verify)
 
 
 ns = Collection(setup_registry, setup_nfs, build_images, doctor, deploy, scale, write_v2, verify, status,

@@ -127,14 +127,18 @@ def deploy(inv, *, plan: bool = False, timeout: int = DEFAULT_TIMEOUT, rewrite_c
     hosts = connect(inv)
     try:
         cp = hosts[inv.control_plane.name]
-        step = Step(
-            "manifests",
-            {"objects": kf.Objects(manifests.render(inv)), "sts": kf.StatefulSetFact(ns, name)},
-            lambda f: kube_ops.apply_manifests(_render_live(inv, f["sts"]), f["objects"]),
-        )
+        seen: dict[str, Any] = {}
+
+        def plan_fn(f):
+            seen["sts"] = f["sts"]
+            return kube_ops.apply_manifests(_render_live(inv, f["sts"]), f["objects"])
+
+        step = Step("manifests", {"objects": kf.Objects(manifests.render(inv)), "sts": kf.StatefulSetFact(ns, name)},
+                    plan_fn)
         report = run({cp.name: cp}, {cp.name: [step]}, title="deploy", plan_only=plan)
         report.raise_for_failures()
-        result = KubeResult(report, hosts=hosts)
+        # the live StatefulSet as deploy found it (None: deploy creates it), for `up --plan`
+        result = KubeResult(report, {"sts": seen.get("sts")}, hosts=hosts)
         if plan:
             return result
         _wait(cp, kube_ops.rollout_status("deployment", manifests.PROVISIONER_SA, ns, timeout), timeout)
@@ -334,3 +338,103 @@ def teardown(inv, *, purge: bool = False, yes: bool = False, plan: bool = False)
         return result
     finally:
         close_all(hosts)
+
+
+# ------------------------------------------------------------------ up: the whole flow
+
+
+@dataclass
+class UpResult:
+    steps: dict[str, str]                 # step -> "applied" | "no change" | "would change" | "after ..." | "skipped"
+    verify: verify_mod.Report | None = None  # None in plan mode
+
+
+def up(inv, *, plan: bool = False, timeout: int = DEFAULT_TIMEOUT) -> UpResult:
+    """The seed flow in order: setup-registry, setup-nfs, build-images, deploy, scale, write-v2, verify.
+
+    Applied, it stops at the first failing step and returns verify's report (the caller judges it).
+    With ``plan`` every step prints its plan and nothing changes: see ``plan_up``.
+    """
+    from labkit import flows  # host flows; imported here so tests can replace them on the module
+
+    if plan:
+        return plan_up(inv)
+    flows.setup_registry(inv)
+    flows.setup_nfs(inv)
+    flows.build_images(inv)
+    deploy(inv, timeout=timeout)
+    scale(inv, timeout=timeout)
+    write_v2(inv)
+    return UpResult({s: "applied" for s in ("setup-registry", "setup-nfs", "build-images", "deploy", "scale",
+                                            "write-v2")}, verify(inv))
+
+
+def _pending(report: RunReport | None) -> str:
+    return "would change" if report is not None and report.changed_hosts else "no change"
+
+
+def plan_up(inv) -> UpResult:
+    """Each step's plan in order, changing nothing. A step whose facts only exist once an earlier
+    step is applied (no registry yet, no StatefulSet yet) is not planned against the lab: it says
+    what it would do once that step is applied, from the inventory, and planning goes on."""
+    from labkit import flows
+
+    steps: dict[str, str] = {}
+    r = inv.kubernetes.rollout
+    reg_host, cp, nfs_host = inv.registry_host.name, inv.control_plane.name, inv.nfs_server.name
+
+    reg = flows.setup_registry(inv, plan=True)
+    steps["setup-registry"] = _pending(reg.report)
+    steps["setup-nfs"] = _pending(flows.setup_nfs(inv, plan=True).report)
+
+    # build-images reads the registry's tags; a registry that setup-registry still has to start
+    # (or replace) cannot be asked, and asking it would fail with "not reachable".
+    registry_pending = any(p.operation == "registry container" and not p.no_change
+                           for p in reg.report.hosts[reg_host].plans)
+    web = inv.images.web
+    if registry_pending:
+        steps["build-images"] = "after setup-registry"
+        ui.line(reg_host, "build-images", "would change (after setup-registry)",
+                f"plan depends on setup-registry being applied (the registry {inv.registry_address} is not "
+                f"running yet); then builds and pushes the tags of {web.repository} the registry lacks "
+                f"({', '.join(web.tags)})")
+    else:
+        steps["build-images"] = _pending(flows.build_images(inv, plan=True).report)
+
+    dep = deploy(inv, plan=True)
+    steps["deploy"] = _pending(dep.report)
+    sts = dep.details.get("sts")
+    s = inv.kubernetes.statefulset
+    if sts is None:
+        ui.line(nfs_host, "content", "would change (after deploy)",
+                f"plan depends on deploy being applied (the PV directories do not exist yet); then writes "
+                f"{expected.content_for(s.image_tag).strip()!r} into the directory of each of the "
+                f"{s.replicas} replicas")
+        # the StatefulSet deploy would create, as rendered: scale's patch against it
+        rendered = next(o for o in manifests.render(inv) if o["kind"] == "StatefulSet")
+        patch = list(kube_ops.scale_and_rollout(kf.parse_statefulset(rendered), r.replicas,
+                                                inv.image_ref(r.image_tag), r.partition,
+                                                namespace=inv.kubernetes.namespace))
+        steps["scale"] = "after deploy"
+        ui.line(cp, "scale", "would change (after deploy)" if patch else "no change (after deploy)",
+                f"plan depends on deploy being applied (StatefulSet {inv.kubernetes.namespace}/{s.name} does "
+                "not exist yet); then " + (patch[0].description if patch else "nothing to patch"))
+    else:
+        steps["scale"] = _pending(scale(inv, plan=True).report)
+
+    if sts is None or steps["scale"] != "no change":
+        steps["write-v2"] = "after scale"
+        ui.line(nfs_host, "write-v2", "would change (after scale)",
+                f"plan depends on deploy and scale being applied (the rolled-out replicas and their PVs do "
+                f"not exist yet); then writes {expected.content_for(r.image_tag).strip()!r} for ordinals "
+                f"{r.partition}-{r.replicas - 1}" if r.partition < r.replicas else
+                "plan depends on deploy and scale being applied; no ordinal is at or above the partition")
+    else:
+        res = write_v2(inv, plan=True)
+        steps["write-v2"] = "would change" if res.details["content"].get("would write") else "no change"
+
+    steps["verify"] = "skipped"
+    ui.line(cp, "verify", "skipped", "a read-only check of the applied flow: run `invoke verify` after `invoke up`")
+    ui.table("up: plan (plan mode: nothing was changed)", ["step", "plan"], [[k, v] for k, v in steps.items()],
+             status_column=1)
+    return UpResult(steps)

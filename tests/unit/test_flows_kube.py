@@ -186,3 +186,69 @@ def test_scale_patches_from_initial(lab):
 def test_teardown_purge_needs_yes(lab):
     with pytest.raises(OperationError, match="add --yes"):
         flows_kube.teardown(lab["inv"], purge=True)
+
+
+# ---- up --plan: every step's plan in order, nothing changed
+
+from labkit import flows  # noqa: E402
+from labkit.operations.base import Command, HostPlan  # noqa: E402
+from labkit.runner import HostOutcome, RunReport  # noqa: E402
+
+
+def host_flows(monkeypatch, registry_running: bool):
+    """The host flows (tested against the twin in tests/twin) as plan-mode fakes: setup-registry's
+    plan for the registry container is empty only when the registry already runs."""
+    seen = []
+
+    def fake(name, operation, changes):
+        def flow(inv, plan=False):
+            seen.append((name, plan))
+            report = RunReport(name, plan, {"master": HostOutcome("master", [HostPlan("master", operation, changes)])})
+            return flows.FlowResult(report, [], {})
+        return flow
+
+    start = [] if registry_running else [Command("docker run -d --name registry ...", description="run registry")]
+    monkeypatch.setattr(flows, "setup_registry", fake("setup-registry", "registry container", start))
+    monkeypatch.setattr(flows, "setup_nfs", fake("setup-nfs", "NFS server (nfs-ganesha)", []))
+    monkeypatch.setattr(flows, "build_images", fake("build-images", "images", []))
+    return seen
+
+
+def test_up_plan_on_a_fresh_lab_says_what_waits_on_what(lab, monkeypatch, capsys):
+    seen = host_flows(monkeypatch, registry_running=False)
+    for name in ("objects.json", "sts.json", "pvc.json", "pods.json"):
+        (lab["kube"] / name).write_text("")  # a fresh cluster: no objects, no StatefulSet
+    res = flows_kube.up(lab["inv"], plan=True)
+    out = capsys.readouterr().out
+    assert res.verify is None
+    assert res.steps == {"setup-registry": "would change", "setup-nfs": "no change",
+                         "build-images": "after setup-registry", "deploy": "would change",
+                         "scale": "after deploy", "write-v2": "after scale", "verify": "skipped"}
+    # the registry cannot be asked for tags yet: build-images' own plan is not run
+    assert seen == [("setup-registry", True), ("setup-nfs", True)]
+    assert "plan depends on setup-registry being applied" in out
+    # scale's patch computed against the StatefulSet deploy would create (6 x v1, partition 0)
+    assert "statefulset/statefulset: replicas 6 -> 10, image 192.168.20.6:5000/web-httpd:v1 -> " \
+           "192.168.20.6:5000/web-httpd:v2, partition 0 -> 4" in " ".join(out.split())
+    assert "for ordinals 4-9" in out and "verify: skipped" in out
+    assert mutating(lab) == [] and list(lab["export"].rglob("index.html")) == []
+    assert not any(s.startswith("PUT ") for h in lab["hosts"].values() for s in h.sent)
+
+
+def test_up_plan_on_a_deployed_lab_runs_every_steps_own_plan(lab, monkeypatch, capsys):
+    seen = host_flows(monkeypatch, registry_running=True)
+    (lab["kube"] / "sts.json").write_text(stdout_of("sts-initial"))  # deployed: 6 x v1
+    res = flows_kube.up(lab["inv"], plan=True)
+    out = capsys.readouterr().out
+    assert seen == [("setup-registry", True), ("setup-nfs", True), ("build-images", True)]
+    assert res.steps["build-images"] == "no change" and res.steps["scale"] == "would change"
+    assert res.steps["write-v2"] == "after scale" and res.verify is None
+    assert "statefulset/statefulset: replicas 6 -> 10" in " ".join(out.split())
+    assert mutating(lab) == [] and list(lab["export"].rglob("index.html")) == []
+
+
+def test_up_plan_on_a_scaled_lab_plans_write_v2_without_writing(lab, monkeypatch):
+    host_flows(monkeypatch, registry_running=True)
+    res = flows_kube.up(lab["inv"], plan=True)  # the recorded lab: rolled out, 10 replicas
+    assert res.steps["scale"] == "no change" and res.steps["write-v2"] == "would change"
+    assert mutating(lab) == [] and list(lab["export"].rglob("index.html")) == []

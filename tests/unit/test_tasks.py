@@ -145,3 +145,21 @@ def test_up_runs_the_whole_flow_in_order(inventory, monkeypatch, calls):
     tasks.up(ctx(), inventory=str(inventory))
     assert [c[0] for c in calls] == ["setup_registry", "setup_nfs", "build_images", "deploy", "scale",
                                      "write_v2", "verify"]
+
+
+def test_up_plan_is_passed_through_and_skips_verify(inventory, monkeypatch):
+    seen = []
+
+    def up(inv, plan=False, timeout=600):
+        seen.append((plan, timeout))
+        return flows_kube.UpResult({"verify": "skipped"} if plan else {}, None if plan else bad)
+
+    bad = SimpleNamespace(ok=False, problems=[], rows=[SimpleNamespace(pod="statefulset-4", ok=False)])
+    monkeypatch.setattr(flows_kube, "up", up)
+    Program(namespace=tasks.ns).run(["invoke", "up", "-i", str(inventory), "--plan"], exit=False)
+    tasks.up(ctx(), inventory=str(inventory), plan=True)  # no Exit: plan mode has no verify report
+    assert seen == [(True, 600), (True, 600)]
+    with pytest.raises(Exit) as exc:
+        tasks.up(ctx(), inventory=str(inventory), timeout=30)
+    assert seen[2] == (False, 30)
+    assert exc.value.message == "labkit: verify failed: 1 pod(s) wrong (statefulset-4)"
