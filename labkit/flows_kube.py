@@ -418,7 +418,7 @@ def plan_up(inv) -> UpResult:
         steps["scale"] = "after deploy"
         ui.line(cp, "scale", "would change (after deploy)" if patch else "no change (after deploy)",
                 f"plan depends on deploy being applied (StatefulSet {inv.kubernetes.namespace}/{s.name} does "
-                "not exist yet); then " + (patch[0].description if patch else "nothing to patch"))
+                "not exist yet); then it would patch " + (patch[0].description if patch else "nothing"))
     else:
         steps["scale"] = _pending(scale(inv, plan=True).report)
 
