@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import http.client
 import ipaddress
 import json
 import logging
@@ -739,6 +740,155 @@ class Api:
         return t
 
 
+# ---------------------------------------------------------------- pods/log
+# The real path: pod.LogLocation (registry/core/pod/strategy.go) picks the container and the
+# node's kubelet; the kubelet refuses a container that has not run yet
+# (validateContainerLogStatus, kubelet_pods.go); GenericHttpResponseChecker maps its answer.
+
+PODS = R.lookup("", "v1", "pods")
+NODES = R.lookup("", "v1", "nodes")
+_LOG_INTS = ("sinceSeconds", "tailLines", "limitBytes")
+
+
+def _qbool(v: str | None) -> bool:
+    """Convert_Slice_string_To_bool: absent is false; "0" and "false" are false; else true."""
+    return v is not None and v != "0" and v.lower() != "false"
+
+
+def pod_log_options(name: str, q: dict) -> dict:
+    """PodLogOptions from the query, validated as ValidatePodLogOptions does; returns the
+    kubelet's query (sinceTime becomes sinceSeconds: the twin's kubelet reads only that)."""
+    out: dict[str, str] = {}
+    for k in ("follow", "previous", "timestamps"):
+        if _qbool(q.get(k)):
+            out[k] = "true"
+    nums = {}
+    for k in _LOG_INTS:
+        if k in q:
+            try:
+                nums[k] = int(q[k])
+            except ValueError:
+                raise bad_request(f'strconv.ParseInt: parsing "{q[k]}": invalid syntax')
+    errs = []
+    if nums.get("tailLines", 0) < 0:
+        errs.append(("FieldValueInvalid", "tailLines", f"Invalid value: {nums['tailLines']}: "
+                     "must be greater than or equal to 0"))
+    if "limitBytes" in nums and nums["limitBytes"] < 1:
+        errs.append(("FieldValueInvalid", "limitBytes", f"Invalid value: {nums['limitBytes']}: "
+                     "must be greater than 0"))
+    if "sinceSeconds" in nums and q.get("sinceTime"):
+        errs.append(("FieldValueForbidden", "", "Forbidden: at most one of `sinceTime` or "
+                     "`sinceSeconds` may be specified"))
+    elif nums.get("sinceSeconds", 1) < 1:
+        errs.append(("FieldValueInvalid", "sinceSeconds", f"Invalid value: "
+                     f"{nums['sinceSeconds']}: must be greater than 0"))
+    if errs:
+        raise D.invalid_error(LOG_OPTIONS, name, errs)
+    if q.get("sinceTime"):
+        t = R.parse_time(q["sinceTime"])
+        if t is None:
+            raise bad_request(f'parsing time "{q["sinceTime"]}" as "2006-01-02T15:04:05Z07:00":'
+                              ' cannot parse')
+        nums["sinceSeconds"] = max(1, int(time.time() - t + 0.999))
+    out.update({k: str(v) for k, v in nums.items()})
+    return out
+
+
+LOG_OPTIONS = R.Resource("", "v1", "PodLogOptions", "", "", True)
+
+
+def log_container(pod: dict, container: str) -> str:
+    """validateContainer of LogLocation: the only container by default, else name one."""
+    spec, name = pod.get("spec", {}), pod["metadata"]["name"]
+    names = lambda key: [c.get("name", "") for c in spec.get(key) or []]  # noqa: E731
+    if container:
+        if container not in names("containers") + names("initContainers") + \
+                names("ephemeralContainers"):
+            raise bad_request(f"container {container} is not valid for pod {name}")
+        return container
+    main = names("containers")
+    if len(main) == 1:
+        return main[0]
+    if not main:
+        raise bad_request(f"a container name must be specified for pod {name}")
+    msg = f"a container name must be specified for pod {name}, choose one of: [{' '.join(main)}]"
+    if names("initContainers"):
+        msg += f" or one of the init containers: [{' '.join(names('initContainers'))}]"
+    if names("ephemeralContainers"):
+        msg += f" or one of the ephemeral containers: [{' '.join(names('ephemeralContainers'))}]"
+    raise bad_request(msg)
+
+
+def log_container_status(pod: dict, container: str, previous: bool) -> None:
+    """The kubelet's validateContainerLogStatus on the status it reports: a container that has
+    no run to show is refused with 400 and the kubelet's words."""
+    name, st = pod["metadata"]["name"], pod.get("status") or {}
+    statuses = (st.get("containerStatuses") or []) + (st.get("initContainerStatuses") or []) + \
+        (st.get("ephemeralContainerStatuses") or [])
+    cs = next((c for c in statuses if c.get("name") == container), None)
+    if cs is None:  # the kubelet has not reported yet: its own view is a container being created
+        cs = {"state": {"waiting": {"reason": "ContainerCreating"}}}
+    last = (cs.get("lastState") or {}).get("terminated")
+    state = cs.get("state") or {}
+    who = f'container "{container}" in pod "{name}"'
+    if previous:
+        if not last or not last.get("containerID"):
+            raise bad_request(f'previous terminated {who} not found')
+        return
+    if "running" in state:
+        return
+    if "terminated" in state:
+        if state["terminated"].get("containerID") or (last and last.get("containerID")):
+            return
+        raise bad_request(f"{who} is terminated")
+    if last:
+        if last.get("containerID"):
+            return
+        raise bad_request(f"{who} is terminated")
+    if "waiting" in state:
+        reason = state["waiting"].get("reason", "")
+        if reason == "ErrImagePull":
+            raise bad_request(f"{who} is waiting to start: image can't be pulled")
+        if reason == "ImagePullBackOff":
+            raise bad_request(f"{who} is waiting to start: trying and failing to pull image")
+        raise bad_request(f"{who} is waiting to start: {reason}")
+    raise bad_request(f"{who} is waiting to start - no logs yet")
+
+
+def kubelet_endpoint(node: dict) -> tuple[str, int]:
+    """The node's InternalIP and the kubelet port it reports (10250 when it reports none)."""
+    st = node.get("status") or {}
+    addrs = [a.get("address") for a in st.get("addresses") or [] if a.get("type") == "InternalIP"]
+    if not addrs:
+        raise StatusError(500, "", f'no preferred addresses found; known addresses: '
+                          f'{st.get("addresses") or []}')
+    try:
+        ip = str(ipaddress.ip_address(addrs[0]))  # only an address goes into the URL
+    except ValueError:
+        raise StatusError(500, "", f"node {node['metadata']['name']}: InternalIP "
+                          f"{addrs[0]!r} is not an IP address")
+    port = ((st.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port") or 10250
+    return ip, int(port)
+
+
+def kubelet_error(code: int, body: str, name: str) -> StatusError:
+    """GenericHttpResponseChecker: 400 -> BadRequest, 500 -> InternalError, else the code with
+    the kubelet's text."""
+    body = body.strip()
+    if code == 400:
+        return bad_request(body)
+    if code == 500:
+        return StatusError(500, "InternalError", f"Internal error occurred: {body}")
+    if code == 404:
+        return StatusError(404, "NotFound", "the server could not find the requested resource "
+                           f"( pods/log {name})",
+                           {"name": name, "kind": "pods/log",
+                            "causes": [{"reason": "UnexpectedServerResponse", "message": body}]})
+    return StatusError(code, "InternalError" if code >= 500 else "",
+                       f"an error on the server ({json.dumps(body)}) has prevented the request "
+                       f"from succeeding ( pods/log {name})")
+
+
 # ---------------------------------------------------------------- HTTP
 
 def manager_from(query: dict, ua: str) -> str:
@@ -946,7 +1096,7 @@ class Handler(BaseHTTPRequestHandler):
                               "resource")
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else ""
-        if sub and sub not in res.subresources and not (res.kind == "Pod" and sub == "binding"):
+        if sub and sub not in res.subresources and sub not in {s.name for s in R.specials(res)}:
             raise StatusError(404, "NotFound", "the server could not find the requested "
                               "resource")
         ns = ns or ""
@@ -973,6 +1123,11 @@ class Handler(BaseHTTPRequestHandler):
             return self._watch(res, ns if res.namespaced else None, q, accept)
         if sub == "scale":
             return self._scale(method, res, ns, name, manager)
+        if sub == "log":
+            if method != "GET":
+                raise StatusError(405, "MethodNotAllowed", "the server does not allow this "
+                                  "method on the requested resource")
+            return self._pod_log(ns, name, q)
         if sub == "binding":
             if method != "POST":
                 raise StatusError(405, "MethodNotAllowed", "the server does not allow this "
@@ -1063,6 +1218,76 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, self.api.table(res, items, rv,
                                                   q.get("includeObject", "Metadata")))
         return self._send(200, self._list_body(res, items, rv))
+
+    # ---- pods/log: proxied to the kubelet of the pod's node, as the real apiserver does
+    def _pod_log(self, ns: str, name: str, q: dict) -> None:
+        pod = self.api.get(PODS, ns, name)
+        opts = pod_log_options(name, q)
+        container = log_container(pod, q.get("container", ""))
+        node_name = pod.get("spec", {}).get("nodeName")
+        if not node_name:
+            # LogLocation: a pod not yet assigned a host has no location, the stream is empty
+            return self._send(200, b"", "text/plain")
+        log_container_status(pod, container, opts.get("previous") == "true")
+        host, port = kubelet_endpoint(self.api.get(NODES, "", node_name))
+        path = "/containerLogs/" + "/".join(urllib.parse.quote(p, safe="")
+                                            for p in (ns, name, container))
+        target = f"{path}?{urllib.parse.urlencode(opts)}" if opts else path
+        follow = opts.get("follow") == "true"
+        conn = http.client.HTTPConnection(host, port, timeout=10)
+        try:
+            try:
+                conn.request("GET", target)
+                conn.sock.settimeout(None if follow else 60)
+                resp = conn.getresponse()
+            except OSError as e:  # what Go's client says, as a 500 without a reason
+                raise StatusError(500, "", f'Get "http://{host}:{port}{target}": {e}')
+            if not 200 <= resp.status <= 206:
+                raise kubelet_error(resp.status, resp.read(4096).decode(errors="replace"),
+                                    name)
+            self._stream_log(conn, resp, int(opts.get("limitBytes") or 0))
+        finally:
+            conn.close()
+
+    def _stream_log(self, conn: http.client.HTTPConnection, resp, limit: int) -> None:
+        """Copy the kubelet's body to the client chunk by chunk. A follow may be quiet for
+        long: a watcher thread notices a gone client and shuts the kubelet connection, which
+        ends the blocking read."""
+        self.send_response(200)
+        self.send_header("Content-Type", resp.getheader("Content-Type") or "text/plain")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Cache-Control", "no-cache, private")
+        self.end_headers()
+        done = threading.Event()
+
+        def watch_peer() -> None:
+            while not done.wait(0.5):
+                if self._peer_closed():
+                    try:
+                        conn.sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                    return
+        threading.Thread(target=watch_peer, name="log-peer", daemon=True).start()
+        sent = 0
+        try:
+            while not limit or sent < limit:
+                try:
+                    data = resp.read1(65536)
+                except (OSError, http.client.HTTPException):
+                    data = b""
+                if not data:
+                    break
+                if limit:
+                    data = data[:limit - sent]
+                sent += len(data)
+                self._chunk(data)
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except OSError:  # the client went away mid-write
+            self.close_connection = True
+        finally:
+            done.set()
 
     # ---- watch
     def _peer_closed(self) -> bool:

@@ -43,10 +43,8 @@ def aggregated(core: bool, version: str) -> dict:
                     d["categories"] = list(r.categories)
                 subs = [{"subresource": s, "responseKind": _sub_kind(r, s),
                          "verbs": list(R.VERBS_SUB)} for s in r.subresources]
-                if r.kind == "Pod":
-                    subs.append({"subresource": "binding", "responseKind":
-                                 {"group": "", "version": "v1", "kind": "Binding"},
-                                 "verbs": ["create"]})
+                subs += [{"subresource": s.name, "responseKind": dict(s.kind),
+                          "verbs": list(s.verbs)} for s in R.specials(r)]
                 if subs:
                     d["subresources"] = subs
                 res.append(d)
@@ -100,8 +98,7 @@ def resource_list(group: str, version: str) -> dict | None:
             if s == "scale":
                 sd.update(group="autoscaling", version="v1", kind="Scale")
             out.append(sd)
-        if r.kind == "Pod":
-            out.append({"name": "pods/binding", "singularName": "", "namespaced": True,
-                        "kind": "Binding", "verbs": ["create"]})
+        out += [{"name": f"{r.plural}/{s.name}", "singularName": "", "namespaced": r.namespaced,
+                 "kind": s.kind["kind"], "verbs": list(s.verbs)} for s in R.specials(r)]
     return {"kind": "APIResourceList", "apiVersion": "v1",
             "groupVersion": f"{group}/{version}" if group else version, "resources": out}

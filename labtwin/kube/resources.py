@@ -434,6 +434,26 @@ GROUP_ORDER = ["", "apps", "events.k8s.io", "autoscaling", "rbac.authorization.k
 # with no top-level resources of ours, as kubectl only needs the responseKind.
 SCALE_GVK = {"group": "autoscaling", "version": "v1", "kind": "Scale"}
 
+
+@dataclass(frozen=True)
+class Special:
+    """A subresource with its own kind and verbs, served by a dedicated handler rather than as a
+    view of the object (status, scale): discovery lists it so kubectl and RBAC tools see it."""
+    name: str
+    kind: dict
+    verbs: tuple[str, ...]
+
+
+SPECIAL_SUBRESOURCES: dict[tuple[str, str], tuple[Special, ...]] = {
+    ("", "pods"): (Special("binding", {"group": "", "version": "v1", "kind": "Binding"}, ("create",)),
+                   Special("log", {"group": "", "version": "v1", "kind": "Pod"}, ("get",))),
+}
+
+
+def specials(r: Resource) -> tuple[Special, ...]:
+    return SPECIAL_SUBRESOURCES.get(r.key, ())
+
+
 BY_GV_PLURAL: dict[tuple[str, str, str], Resource] = {
     (r.group, r.version, r.plural): r for r in RESOURCES}
 BY_GVK: dict[tuple[str, str, str], Resource] = {(r.group, r.version, r.kind): r for r in RESOURCES}

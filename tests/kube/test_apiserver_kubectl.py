@@ -5,9 +5,12 @@ fresh server, data dir and HOME (kubectl caches discovery under $HOME/.kube/cach
 from __future__ import annotations
 
 import json
+import select
+import socket
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -650,3 +653,185 @@ def test_deprecated_storage_class_annotation_warns(k):
     assert "Warning: spec.volumeClaimTemplates[0].metadata.annotations[volume.beta.kubernetes" \
            '.io/storage-class]: deprecated since v1.8; use "storageClassName" attribute ' \
            "instead" in r.stderr
+
+
+# ---- pods/log: the apiserver's part (container choice, kubelet status, proxy) with a fake kubelet
+
+class FakeKubelet:
+    """A kubelet API on loopback: /containerLogs answers LINES (honouring tailLines); with
+    follow=true it writes two more lines, then stays quiet until its client goes and records
+    that."""
+    LINES = [b"one\n", b"two\n", b"three\n"]
+
+    def __init__(self):
+        import http.server
+        import threading
+        fake = self
+        self.requests: list[str] = []
+        self.follow_ended = threading.Event()
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                u = urllib.parse.urlsplit(self.path)
+                q = dict(urllib.parse.parse_qsl(u.query))
+                fake.requests.append(self.path)
+                if u.path != "/containerLogs/default/web-0/web":
+                    body = b'container "x" in pod "y" not found\n'
+                    self.send_response(404)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    return self.wfile.write(body)
+                lines = fake.LINES[-int(q["tailLines"]):] if "tailLines" in q else fake.LINES
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                if q.get("follow") != "true":
+                    body = b"".join(lines)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    return self.wfile.write(body)
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                for line in lines + [b"tick 3\n", b"tick 4\n"]:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+                    self.wfile.flush()
+                # then quiet, as a follow mostly is: only the apiserver closing the
+                # connection ends it (a Go kubelet sees that as its request context ending)
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    if select.select([self.connection], [], [], 0.1)[0] and \
+                            self.connection.recv(1, socket.MSG_PEEK) == b"":
+                        fake.follow_ended.set()
+                        return
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.srv.daemon_threads = True
+        self.port = self.srv.server_address[1]
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+@pytest.fixture
+def kubelet():
+    f = FakeKubelet()
+    yield f
+    f.close()
+
+
+def _pod(url: str, name: str, containers: list[str], node: str = "", status: dict | None = None,
+         init: list[str] = ()):
+    spec = {"containers": [{"name": c, "image": "web:v1"} for c in containers]}
+    if init:
+        spec["initContainers"] = [{"name": c, "image": "web:v1"} for c in init]
+    http(f"{url}/api/v1/namespaces/default/pods", "POST",
+         {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec})
+    if node:
+        http(f"{url}/api/v1/namespaces/default/pods/{name}/binding", "POST",
+             {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
+              "target": {"apiVersion": "v1", "kind": "Node", "name": node}})
+    if status:
+        http(f"{url}/api/v1/namespaces/default/pods/{name}/status", "PATCH", {"status": status},
+             "application/merge-patch+json")
+
+
+def _node(url: str, name: str, port: int) -> None:
+    http(f"{url}/api/v1/nodes", "POST", {"metadata": {"name": name}, "status": {
+        "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
+                      {"type": "Hostname", "address": name}],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": port}}}})
+
+
+def _http_error(url: str) -> tuple[int, dict]:
+    try:
+        urllib.request.urlopen(url, timeout=10)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+    raise AssertionError(f"{url} answered 2xx")
+
+
+RUNNING = {"phase": "Running", "containerStatuses": [
+    {"name": "web", "image": "web:v1", "ready": True, "restartCount": 0,
+     "containerID": "docker://abc", "state": {"running": {}}}]}
+
+
+def test_pods_log_is_in_discovery_as_a_get_subresource(server):
+    url, _ = server
+    res = {r["name"]: r for r in json.loads(_get(f"{url}/api/v1")[1])["resources"]}
+    assert res["pods/log"] == {"name": "pods/log", "singularName": "", "namespaced": True,
+                               "kind": "Pod", "verbs": ["get"]}
+    assert res["pods/binding"]["verbs"] == ["create"]
+    accept = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+    core = json.loads(_get(f"{url}/api", accept)[1])["items"][0]["versions"][0]["resources"]
+    pods = next(r for r in core if r["resource"] == "pods")
+    subs = {s["subresource"]: s["verbs"] for s in pods["subresources"]}
+    assert subs == {"status": ["get", "patch", "update"], "binding": ["create"], "log": ["get"]}
+
+
+def test_logs_refused_before_the_container_runs_with_the_real_messages(k, server, kubelet):
+    url, _ = server
+    r = k.run("logs", "nope", check=False)
+    # kubectl 1.37 words it "error: error from server (NotFound): ... in namespace", 1.20 not
+    assert r.returncode == 1 and '(NotFound): pods "nope" not found' in r.stderr
+    _pod(url, "pending", ["web"])  # not scheduled: no location, an empty stream
+    r = k.run("logs", "pending", check=False)
+    assert (r.returncode, r.stdout) == (0, ""), r.stderr
+    _pod(url, "creating", ["web"], node="node01")
+    r = k.run("logs", "creating", check=False)
+    assert r.returncode == 1 and '(BadRequest): container "web" in pod ' \
+        '"creating" is waiting to start: ContainerCreating' in r.stderr
+    _pod(url, "pulling", ["web"], node="node01", status={"containerStatuses": [
+        {"name": "web", "image": "web:v1", "ready": False, "restartCount": 0,
+         "state": {"waiting": {"reason": "ImagePullBackOff"}}}]})
+    r = k.run("logs", "pulling", check=False)
+    assert 'container "web" in pod "pulling" is waiting to start: trying and failing to pull ' \
+        'image' in r.stderr
+    r = k.run("logs", "pulling", "--previous", check=False)
+    assert 'previous terminated container "web" in pod "pulling" not found' in r.stderr
+    r = k.run("logs", "pulling", "-c", "db", check=False)
+    assert r.returncode == 1 and "container db is not valid for pod pulling" in r.stderr
+    # several containers and none named: the server's message (kubectl >= 1.21 picks one itself)
+    _pod(url, "two", ["a", "b"], init=["setup"], node="node01")
+    code, st = _http_error(f"{url}/api/v1/namespaces/default/pods/two/log")
+    assert (code, st["reason"]) == (400, "BadRequest")
+    assert st["message"] == "a container name must be specified for pod two, choose one of: " \
+        "[a b] or one of the init containers: [setup]"
+    code, st = _http_error(f"{url}/api/v1/namespaces/default/pods/creating/log?tailLines=-1")
+    assert (code, st["reason"]) == (422, "Invalid")
+    assert "tailLines: Invalid value: -1: must be greater than or equal to 0" in st["message"]
+    assert kubelet.requests == []  # none of these reached a kubelet
+
+
+def test_logs_are_proxied_to_the_kubelet_of_the_pods_node(k, server, kubelet):
+    url, _ = server
+    _node(url, "node01", kubelet.port)
+    _pod(url, "web-0", ["web"], node="node01", status=RUNNING)
+    assert k.run("logs", "web-0").stdout == "one\ntwo\nthree\n"
+    assert k.run("logs", "web-0", "--tail=1").stdout == "three\n"
+    assert k.run("logs", "pod/web-0", "--limit-bytes=5").stdout == "one\nt"
+    assert kubelet.requests[1] == "/containerLogs/default/web-0/web?tailLines=1"
+    _pod(url, "web-9", ["web"], node="node01", status=dict(RUNNING))
+    r = k.run("logs", "web-9", check=False)  # the kubelet has no such container: its 404
+    assert r.returncode == 1 and "NotFound" in r.stderr and "pods/log web-9" in r.stderr
+
+
+def test_logs_follow_streams_and_ends_when_the_client_goes(k, server, kubelet):
+    url, _ = server
+    _node(url, "node01", kubelet.port)
+    _pod(url, "web-0", ["web"], node="node01", status=RUNNING)
+    p = k.popen("logs", "-f", "web-0")
+    try:
+        first = [p.stdout.readline() for _ in range(5)]
+        assert first == ["one\n", "two\n", "three\n", "tick 3\n", "tick 4\n"]
+        assert "follow=true" in kubelet.requests[-1]
+    finally:
+        p.terminate()
+        p.communicate(timeout=10)
+    # the apiserver noticed the gone client and closed the kubelet stream
+    assert kubelet.follow_ended.wait(5)
