@@ -445,8 +445,9 @@ class Special:
 
 
 SPECIAL_SUBRESOURCES: dict[tuple[str, str], tuple[Special, ...]] = {
-    ("", "pods"): (Special("binding", {"group": "", "version": "v1", "kind": "Binding"}, ("create",)),
-                   Special("log", {"group": "", "version": "v1", "kind": "Pod"}, ("get",))),
+    ("", "pods"): (
+        Special("binding", {"group": "", "version": "v1", "kind": "Binding"}, ("create",)),
+        Special("log", {"group": "", "version": "v1", "kind": "Pod"}, ("get",))),
 }
 
 

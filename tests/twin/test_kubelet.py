@@ -31,6 +31,10 @@ class KubeTwin:
         assert rc == 0, f"{host}: {cmd}: {err or out}"
         return out
 
+    def run(self, host: str, cmd: str, timeout: float = 120) -> tuple[int, str, str]:
+        from labtwin.hosts.host import run_in
+        return run_in(self.lab.init_pid(self.cfg, self.cfg.host(host)), cmd, timeout=timeout)
+
     def kubectl_apply(self, text: str) -> str:
         return self.sh("master", f"printf '%s' {shlex.quote(text)} | kubectl apply -f -")
 
@@ -184,7 +188,40 @@ def test_crashing_container_is_restarted_with_back_off(kt):
     assert kt.sh("master", f"curl -s {api}/healthz") == "ok"
     assert kt.sh("master", f"curl -s '{api}/containerLogs/default/web-c/web?previous=true'") == "hello-from-web-c\n"
     assert "404" in kt.sh("master", f"curl -s -o /dev/null -w '%{{http_code}}' {api}/containerLogs/default/nope/web")
+    # the same through the apiserver, as a user reads why a pod crashes
+    assert kt.sh("master", "kubectl logs web-c --previous") == "hello-from-web-c\n"
     kt.sh("master", "kubectl delete pod web-c --wait=true --timeout=60s")
+
+
+def test_kubectl_logs_on_master_reads_the_container_through_its_kubelet(kt):
+    # no readiness probe: httpd's access log (stdout) stays empty; its start-up notices (stderr)
+    # are silenced, so the two lines are all there is
+    kt.kubectl_apply("""apiVersion: v1
+kind: Pod
+metadata: {name: web-l}
+spec:
+  nodeSelector: {kubernetes.io/hostname: node02}
+  containers:
+  - name: web
+    image: httpd:2.4
+    command: ["/bin/sh", "-c", "echo line-one; echo line-two; exec httpd -DFOREGROUND 2>/dev/null"]
+""")
+
+    def running():
+        cs = (kt.pod("web-l").get("status", {}).get("containerStatuses") or [{}])[0]
+        return "running" in cs.get("state", {})
+    wait(running, 60, "web-l running")
+    out = wait(lambda: (lambda o: o if "line-two" in o else None)(kt.sh("master", "kubectl logs web-l")),
+               20, "both lines in kubectl logs")
+    assert out == "line-one\nline-two\n"
+    assert kt.sh("master", "kubectl logs web-l --tail=1") == "line-two\n"
+    assert kt.sh("master", "kubectl logs web-l -c web --limit-bytes=4") == "line"
+    # follow: the lines so far, then kept open until the client goes (timeout ends it)
+    rc, out, _ = kt.run("master", "timeout 3 kubectl logs -f web-l")
+    assert (rc, out) == (124, "line-one\nline-two\n")
+    rc, _, err = kt.run("master", "kubectl logs nope")
+    assert rc == 1 and '(NotFound): pods "nope" not found' in err
+    kt.sh("master", "kubectl delete pod web-l --wait=true --timeout=60s")
 
 
 GANESHA = """NFS_CORE_PARAM { Protocols = 3, 4; }
