@@ -58,13 +58,18 @@ _NFS_CONFLICTS = [("rw", "ro"), ("sync", "async"), ("root_squash", "no_root_squa
                   ("subtree_check", "no_subtree_check")]
 
 
-def hostname(value: str) -> str:
-    if not _LABEL_RE.match(value):
-        raise ValueError(
-            f"{value!r} is not a host name: use an RFC 1123 label "
-            "(lower-case letters, digits and '-', 1-63 characters, not starting or ending with '-')"
-        )
-    return value
+def _matching(regex: re.Pattern, max_len: int | None, what: str):
+    """A validator: the value must match ``regex`` (and be at most ``max_len`` long)."""
+    def check(value: str) -> str:
+        if (max_len is not None and len(value) > max_len) or not regex.match(value):
+            raise ValueError(f"{value!r} is not {what}")
+        return value
+    return check
+
+
+hostname = _matching(_LABEL_RE, None, (
+    "a host name: use an RFC 1123 label (lower-case letters, digits and '-', 1-63 characters,"
+    " not starting or ending with '-')"))
 
 
 def address(value: str) -> str:
@@ -94,31 +99,19 @@ def dns1123_label(value: str, max_len: int = 63) -> str:
     return value
 
 
-def dns1035_label(value: str) -> str:
-    if not _DNS1035_RE.match(value):
-        raise ValueError(
-            f"{value!r} is not a DNS-1035 label: lower-case letters, digits and '-', "
-            "at most 63 characters, starting with a letter and ending with a letter or digit"
-        )
-    return value
+dns1035_label = _matching(_DNS1035_RE, None, (
+    "a DNS-1035 label: lower-case letters, digits and '-', at most 63 characters, starting "
+    "with a letter and ending with a letter or digit"))
 
 
-def dns1123_subdomain(value: str) -> str:
-    if len(value) > 253 or not _SUBDOMAIN_RE.match(value):
-        raise ValueError(
-            f"{value!r} is not a DNS-1123 subdomain: dot-separated lower-case labels "
-            "(letters, digits, '-'), at most 253 characters"
-        )
-    return value
+dns1123_subdomain = _matching(_SUBDOMAIN_RE, 253, (
+    "a DNS-1123 subdomain: dot-separated lower-case labels (letters, digits, '-'), at most "
+    "253 characters"))
 
 
-def qualified_name(value: str) -> str:
-    if len(value) > 316 or not _QUALIFIED_NAME_RE.match(value):
-        raise ValueError(
-            f"{value!r} is not a qualified name: [dns-subdomain/]name, e.g. "
-            "'k8s-sigs.io/nfs-subdir-external-provisioner'"
-        )
-    return value
+qualified_name = _matching(_QUALIFIED_NAME_RE, 316, (
+    "a qualified name: [dns-subdomain/]name, e.g. 'k8s-sigs.io/nfs-subdir-external-"
+    "provisioner'"))
 
 
 def abs_path(value: str) -> str:
@@ -155,48 +148,28 @@ def port(value: int) -> int:
     return value
 
 
-def image_ref(value: str) -> str:
-    if len(value) > 255 or not _IMAGE_RE.match(value):
-        raise ValueError(
-            f"{value!r} is not an image reference: [registry[:port]/]name[:tag][@digest] "
-            "with a lower-case name, e.g. registry.k8s.io/sig-storage/nfs-subdir-external-provisioner:v4.0.2"
-        )
-    return value
+image_ref = _matching(_IMAGE_RE, 255, (
+    "an image reference: [registry[:port]/]name[:tag][@digest] with a lower-case name, e.g. "
+    "registry.k8s.io/sig-storage/nfs-subdir-external-provisioner:v4.0.2"))
 
 
-def repository(value: str) -> str:
-    if len(value) > 255 or not _REPOSITORY_RE.match(value):
-        raise ValueError(
-            f"{value!r} is not an image repository name: lower-case letters, digits and "
-            "separators . _ - / (e.g. web-httpd)"
-        )
-    return value
+repository = _matching(_REPOSITORY_RE, 255, (
+    "an image repository name: lower-case letters, digits and separators . _ - / (e.g. web-"
+    "httpd)"))
 
 
-def image_tag(value: str) -> str:
-    if not _TAG_RE.match(value):
-        raise ValueError(
-            f"{value!r} is not an image tag: letters, digits, '_', '.', '-', at most 128 "
-            "characters, not starting with '.' or '-'"
-        )
-    return value
+image_tag = _matching(_TAG_RE, None, (
+    "an image tag: letters, digits, '_', '.', '-', at most 128 characters, not starting with "
+    "'.' or '-'"))
 
 
-def container_name(value: str) -> str:
-    if not _CONTAINER_RE.match(value):
-        raise ValueError(
-            f"{value!r} is not a container name: letters, digits, '_', '.', '-', starting with a letter or digit"
-        )
-    return value
+container_name = _matching(_CONTAINER_RE, None, (
+    "a container name: letters, digits, '_', '.', '-', starting with a letter or digit"))
 
 
-def username(value: str) -> str:
-    if not _USER_RE.match(value):
-        raise ValueError(
-            f"{value!r} is not a user name: lower-case letters, digits, '_' and '-', "
-            "starting with a letter or '_', at most 32 characters"
-        )
-    return value
+username = _matching(_USER_RE, None, (
+    "a user name: lower-case letters, digits, '_' and '-', starting with a letter or '_', at "
+    "most 32 characters"))
 
 
 def nfs_clients(value: str) -> str:
