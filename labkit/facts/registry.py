@@ -18,6 +18,16 @@ def _check(pattern, value, what):
     return value
 
 
+def _json_or_none(result: FactResult):
+    """The command's JSON output, or None when it failed or printed no JSON."""
+    if result.exited != 0:
+        return None
+    try:
+        return json.loads(result.stdout)
+    except ValueError:
+        return None
+
+
 class RegistryContainer(Fact):
     """``docker inspect --type container NAME`` -> None or the settings labkit manages."""
 
@@ -31,12 +41,7 @@ class RegistryContainer(Fact):
         return f"docker inspect --type container {shlex.quote(self.name)} 2>/dev/null"
 
     def process(self, result: FactResult) -> dict | None:
-        if result.exited != 0:
-            return None
-        try:
-            data = json.loads(result.stdout)
-        except ValueError:
-            return None
+        data = _json_or_none(result)
         if not data:
             return None
         c = data[0]
@@ -144,10 +149,7 @@ class RegistryImageConfig(Fact):
         )
 
     def process(self, result: FactResult) -> dict | None:
-        if result.exited != 0:
-            return None
-        try:
-            data = json.loads(result.stdout)
-        except ValueError:
+        data = _json_or_none(result)
+        if data is None:
             return None
         return {"labels": (data.get("config") or {}).get("Labels") or {}}
