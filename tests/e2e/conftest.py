@@ -10,7 +10,6 @@ Helpers live in e2ekit.py (imported by the test modules).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
@@ -20,17 +19,12 @@ E2E_NAME = "lte2e"
 E2E_FIRST_SUBNET = "10.213.39.0/24"
 
 
-def _e2e_config(after_down: bool = False):
+def _e2e_config(subnet: str = E2E_FIRST_SUBNET):
     """Name/state/subnet from LABTWIN_E2E_* only (LABTWIN_* belong to the developer's twin)."""
-    from labtwin.hosts import network
-    from labtwin.hosts.config import STATE_ROOT, TwinConfig, _saved_subnet
+    from labtwin.hosts.config import STATE_ROOT, TwinConfig
 
     name = os.environ.get("LABTWIN_E2E_NAME") or E2E_NAME
     state = os.environ.get("LABTWIN_E2E_STATE") or str(STATE_ROOT / name)
-    subnet = os.environ.get("LABTWIN_E2E_SUBNET")
-    if not subnet:
-        # a leftover keeps its subnet for `down`; a fresh twin takes the first free one
-        subnet = (not after_down and _saved_subnet(Path(state))) or network.free_subnet(E2E_FIRST_SUBNET)
     return TwinConfig.from_env(name=name, state=state, subnet=subnet, kube=True)
 
 
@@ -39,14 +33,14 @@ def e2e():
     """A fresh kube twin for this module, down at its end whatever happened."""
     if os.geteuid() != 0:
         pytest.fail("the e2e tests need root (the twin uses namespaces, mounts, cgroups): run them as root")
-    from labtwin.hosts import lab
+    from labtwin.hosts import lab, network
 
+    # down finds a leftover by name and state dir whatever its subnet; a fresh twin takes the
+    # first free one (other twins may be running)
     lab.down(_e2e_config())
-    cfg = _e2e_config(after_down=True)
+    cfg = _e2e_config(os.environ.get("LABTWIN_E2E_SUBNET") or network.free_subnet(E2E_FIRST_SUBNET))
     try:
         lab.up(cfg)
         yield E2E(cfg)
     finally:
         lab.down(cfg)
-
-
