@@ -26,7 +26,9 @@ import logging
 import os
 import platform
 import posixpath
+import select
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -727,21 +729,36 @@ class Kubelet:
                 return self._send(200, body)
 
             def _follow(self, cmd: list[str]) -> None:
+                """Stream `docker logs --follow` until it ends or the client goes. A quiet
+                container writes nothing for long, so wait on the client's socket as well: its
+                EOF ends the docker process instead of leaving it until the container's next line."""
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
                 proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                out = proc.stdout.fileno()
                 try:
-                    for line in proc.stdout:
-                        self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
-                        self.wfile.flush()
-                    self.wfile.write(b"0\r\n\r\n")
-                except (BrokenPipeError, ConnectionResetError):
+                    while True:
+                        ready, _, _ = select.select([out, self.connection], [], [])
+                        if self.connection in ready and self.connection.recv(1, socket.MSG_PEEK) == b"":
+                            break  # the client closed its side
+                        if out in ready:
+                            data = os.read(out, 65536)
+                            if not data:
+                                self.wfile.write(b"0\r\n\r\n")
+                                break
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                            self.wfile.flush()
+                        elif self.connection in ready:  # bytes after the request: not ours to read
+                            time.sleep(0.5)
+                except OSError:  # the client went away mid-write
                     pass
                 finally:
+                    self.close_connection = True
                     proc.kill()
                     proc.wait()
+                    proc.stdout.close()
 
         srv = http.server.ThreadingHTTPServer((self.cfg.node_ip, self.cfg.port), Handler)
         srv.daemon_threads = True

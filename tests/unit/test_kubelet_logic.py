@@ -1,6 +1,9 @@
 """The kubelet's decisions without a docker daemon: the exact `docker run` argv it builds, NFS path
 mapping, pull policy and back-off, and the pod status it reports."""
 import json
+import os
+import socket
+import time
 
 import pytest
 
@@ -143,3 +146,42 @@ def test_config_requires_the_contract_keys(tmp_path):
     p.write_text(json.dumps({"server": "http://x:6443", "node_name": "n"}))
     with pytest.raises(SystemExit, match="missing node_ip, pod_cidr"):
         Config.load(str(p))
+
+
+def test_follow_ends_the_docker_logs_process_when_the_client_goes(kubelet, tmp_path):
+    """A quiet container writes nothing for long: the kubelet must notice the gone client itself
+    instead of keeping `docker logs --follow` until the container's next line."""
+    pidfile = tmp_path / "docker.pid"
+    docker = tmp_path / "docker"
+    docker.write_text(f"#!/bin/sh\necho $$ > {pidfile}\necho \"$*\"\nexec sleep 300\n")
+    docker.chmod(0o755)
+    kubelet.docker.binary = str(docker)
+    kubelet.docker.containers_ = [{"Id": "c1", "Config": {"Labels": {
+        "io.kubernetes.pod.namespace": "default", "io.kubernetes.pod.name": "web-0",
+        "io.kubernetes.container.name": "web", "labtwin.attempt": "0"}}}]
+    kubelet.cfg.node_ip, kubelet.cfg.port = "127.0.0.1", 0
+    srv = kubelet.serve()
+    try:
+        s = socket.create_connection(srv.server_address[:2], timeout=10)
+        s.sendall(b"GET /containerLogs/default/web-0/web?follow=true&tailLines=5 HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = b""
+        while b"logs --tail 5 --follow c1\n" not in got:
+            data = s.recv(4096)
+            assert data, got
+            got += data
+        assert got.startswith(b"HTTP/1.1 200") and b"Transfer-Encoding: chunked" in got
+        pid = int(pidfile.read_text())
+        os.kill(pid, 0)  # still following while the client stays
+        s.close()
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("docker logs --follow outlived its client")
+    finally:
+        srv.shutdown()
+        srv.server_close()
