@@ -417,10 +417,6 @@ class Api:
                     if not p.get("nodePort") and olds.get(p.get("port")) and \
                             obj["spec"].get("type") in ("NodePort", "LoadBalancer"):
                         p["nodePort"] = olds[p.get("port")]
-            if sres.kind == "Pod" and subresource != "status":
-                obj.setdefault("spec", {})
-                if not obj["spec"].get("nodeName") and old["spec"].get("nodeName"):
-                    obj["spec"]["nodeName"] = old["spec"]["nodeName"]
             if subresource == "status":
                 md = obj["metadata"]
                 if sres.kind in D.WITH_GENERATION:

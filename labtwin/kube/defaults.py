@@ -486,9 +486,6 @@ def _validate_update(inv: Invalid, res: R.Resource, obj: dict, old: dict) -> Non
         bc = [dict(c, image=None) for c in b.pop("containers", [])]
         ai = [dict(c, image=None) for c in a.pop("initContainers", [])]
         bi = [dict(c, image=None) for c in b.pop("initContainers", [])]
-        if not b.get("nodeName"):
-            a.pop("nodeName", None)
-            b.pop("nodeName", None)
         if a != b or ac != bc or ai != bi:
             inv.add("FieldValueForbidden", "spec", "Forbidden: pod updates may not change "
                     "fields other than `spec.containers[*].image`,"

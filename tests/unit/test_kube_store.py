@@ -136,6 +136,25 @@ def test_scheduled_pod_deletion_is_graceful(api):
         api.get(PODS, "default", "a")
 
 
+def test_pod_node_name_changes_only_through_binding(api):
+    """As ValidatePodUpdate: spec.nodeName is not among the updatable pod fields, neither to set
+    it on an unscheduled pod nor to clear it on a bound one (only pods/binding sets it)."""
+    cur = api.create(PODS, "default", pod("a"), "t")
+    cur["spec"]["nodeName"] = "node01"
+    with pytest.raises(StatusError) as e:
+        api.replace(PODS, "default", "a", cur, "t")
+    assert e.value.code == 422 and "pod updates may not change fields" in e.value.message
+    api.bind("default", "a", {"target": {"kind": "Node", "name": "node01"}})
+    cur = api.get(PODS, "default", "a")
+    cur["spec"]["nodeName"] = ""
+    with pytest.raises(StatusError) as e:
+        api.replace(PODS, "default", "a", cur, "t")
+    assert e.value.code == 422 and "pod updates may not change fields" in e.value.message
+    cur["spec"]["nodeName"] = "node01"
+    cur["spec"]["containers"][0]["image"] = "x:2"  # an allowed change still goes through
+    assert api.replace(PODS, "default", "a", cur, "t")["spec"]["nodeName"] == "node01"
+
+
 def test_watch_from_resource_version_and_selector_transitions(api):
     first = api.create(PODS, "default", pod("a", {"app": "web"}), "t")
     rv = first["metadata"]["resourceVersion"]
