@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 from pathlib import Path
 
 from .config import NFS_EXPORT, NODE_NFS_PATH, HostSpec, TwinConfig
@@ -122,9 +121,3 @@ def pivot_script(root: Path) -> list[str]:
         "umount -l /.labtwin-oldroot",
         "rmdir /.labtwin-oldroot",
     ]
-
-
-def remove_host_dirs(cfg: TwinConfig, host: HostSpec) -> None:
-    d = cfg.host_dir(host)
-    if d.exists():
-        shutil.rmtree(d)
