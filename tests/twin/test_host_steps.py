@@ -28,15 +28,11 @@ OTHER_EXPORT = ("EXPORT {\n\tExport_Id = 50;\n\tPath = /srv/other;\n\tPseudo = /
 
 
 @pytest.fixture(scope="module")
-def lab(twin, tmp_path_factory):
+def lab(twin):
     """A fresh twin for this module, and fresh again afterwards."""
-    from labtwin.hosts import lab as twin_lab
-
-    twin_lab.down(twin.cfg)
-    twin_lab.up(twin.cfg)
+    twin.reset()
     yield twin
-    twin_lab.down(twin.cfg)
-    twin_lab.up(twin.cfg)
+    twin.reset()
 
 
 @pytest.fixture(scope="module")
