@@ -1,4 +1,4 @@
-"""Shared by the e2e benches: a fresh kube twin of the bench's own (never a developer's)."""
+"""Shared by the benches: a fresh twin of the bench's own (never a developer's)."""
 from __future__ import annotations
 
 import contextlib
@@ -13,11 +13,12 @@ from labtwin.hosts.config import STATE_ROOT, TwinConfig  # noqa: E402
 
 
 @contextlib.contextmanager
-def fresh_kube_twin(name: str, first_subnet: str):
-    """Down whatever this name left, up a fresh twin with the Kubernetes units, down at the end."""
+def fresh_twin(name: str, first_subnet: str, kube: bool = True):
+    """Down whatever this name left (down needs no subnet), up a fresh twin on the first free
+    subnet from `first_subnet` (with the Kubernetes units unless kube=False), down at the end."""
     state = str(STATE_ROOT / name)
-    lab.down(TwinConfig.from_env(name=name, state=state, subnet=first_subnet, kube=True))
-    cfg = TwinConfig.from_env(name=name, state=state, subnet=network.free_subnet(first_subnet), kube=True)
+    lab.down(TwinConfig.from_env(name=name, state=state, subnet=first_subnet, kube=kube))
+    cfg = TwinConfig.from_env(name=name, state=state, subnet=network.free_subnet(first_subnet), kube=kube)
     try:
         t0 = time.monotonic()
         lab.up(cfg)

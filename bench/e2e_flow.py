@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from _twin import fresh_kube_twin, quiet_ui
+from _twin import fresh_twin, quiet_ui
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,7 +56,7 @@ def main() -> None:
 
     fresh, rerun, cli = [], [], []
     for i in range(args.runs):
-        with fresh_kube_twin("lbflow", "10.213.42.0/24") as cfg:
+        with fresh_twin("lbflow", "10.213.42.0/24") as cfg:
             inv = load(str(cfg.inventory_path))
             total, rows = run_flow(inv)
             show(f"run {i + 1}: seed flow on a fresh twin", total, rows)

@@ -13,10 +13,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _twin import fresh_twin, quiet_ui  # noqa: E402
 from labkit import flows  # noqa: E402
 from labkit.inventory import load  # noqa: E402
-from labtwin.hosts import lab  # noqa: E402
-from labtwin.hosts.config import TwinConfig  # noqa: E402
 
 TASKS = (("setup-registry", flows.setup_registry), ("setup-nfs", flows.setup_nfs),
          ("build-images", flows.build_images))
@@ -33,17 +32,14 @@ def run_all(inv) -> list[tuple[str, float, dict[str, int]]]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--subnet", default="10.213.27.0/24")
+    p.add_argument("--subnet", default="10.213.27.0/24", help="the first subnet to try")
+    p.add_argument("--verbose", action="store_true", help="print labkit's output too")
     args = p.parse_args()
-    cfg = TwinConfig.from_env(name="ltbhost", subnet=args.subnet, state="/var/lib/labtwin/ltbhost", kube=False)
-    lab.down(cfg)
-    try:
-        lab.up(cfg)
+    quiet_ui(args.verbose)
+    with fresh_twin("ltbhost", args.subnet, kube=False) as cfg:
         inv = load(cfg.inventory_path)
         fresh = run_all(inv)
         rerun = run_all(inv)
-    finally:
-        lab.down(cfg)
     print(f"{'task':15} {'run':7} {'wall':>7}  ssh round trips per host")
     for label, rows in (("fresh", fresh), ("re-run", rerun)):
         for name, secs, commands in rows:

@@ -13,7 +13,7 @@ import argparse
 import sys
 import time
 
-from _twin import fresh_kube_twin, quiet_ui
+from _twin import fresh_twin, quiet_ui
 
 
 def main() -> None:
@@ -27,7 +27,7 @@ def main() -> None:
     from labkit.remote import connect
 
     rows = []
-    with fresh_kube_twin("lbscale", "10.213.43.0/24") as cfg:
+    with fresh_twin("lbscale", "10.213.43.0/24") as cfg:
         inv = load(str(cfg.inventory_path))
         t0 = time.monotonic()
         for step in (flows.setup_registry, flows.setup_nfs, flows.build_images, flows_kube.deploy,
