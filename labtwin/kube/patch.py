@@ -11,9 +11,10 @@ serves; they are looked up by the trailing field names of a path (list indexes s
 from __future__ import annotations
 
 import copy
-import datetime as _dt
 import json
 from typing import Any
+
+from .store import now_rfc3339
 
 
 class PatchError(Exception):
@@ -91,21 +92,9 @@ def _pointer(path: str) -> list[str]:
     return [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
 
 
-def _parent(doc: Any, parts: list[str], path: str) -> tuple[Any, str]:
+def _walk(doc: Any, parts: list[str], path: str) -> Any:
     cur = doc
-    for p in parts[:-1]:
-        if isinstance(cur, dict) and p in cur:
-            cur = cur[p]
-        elif isinstance(cur, list) and p.isdigit() and int(p) < len(cur):
-            cur = cur[int(p)]
-        else:
-            raise PatchError(f"doc is missing path: {path!r}: missing value", 422)
-    return cur, parts[-1]
-
-
-def _get(doc: Any, path: str) -> Any:
-    cur = doc
-    for p in _pointer(path):
+    for p in parts:
         if isinstance(cur, dict) and p in cur:
             cur = cur[p]
         elif isinstance(cur, list) and p.isdigit() and int(p) < len(cur):
@@ -113,6 +102,14 @@ def _get(doc: Any, path: str) -> Any:
         else:
             raise PatchError(f"doc is missing path: {path!r}: missing value", 422)
     return cur
+
+
+def _parent(doc: Any, parts: list[str], path: str) -> tuple[Any, str]:
+    return _walk(doc, parts[:-1], path), parts[-1]
+
+
+def _get(doc: Any, path: str) -> Any:
+    return _walk(doc, _pointer(path), path)
 
 
 def _add(doc: Any, path: str, value: Any) -> Any:
@@ -394,13 +391,9 @@ def _value_at(obj: Any, leaf: tuple, path: tuple[str, ...] = ()) -> Any:
     return cur
 
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _entry(manager: str, operation: str, api_version: str, fs: dict,
            subresource: str = "") -> dict:
-    e = {"manager": manager, "operation": operation, "apiVersion": api_version, "time": _now(),
+    e = {"manager": manager, "operation": operation, "apiVersion": api_version, "time": now_rfc3339(),
          "fieldsType": "FieldsV1", "fieldsV1": fs}
     if subresource:
         e["subresource"] = subresource
