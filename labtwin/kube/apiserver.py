@@ -151,22 +151,21 @@ _EV_MAP = [("regarding", "involvedObject"), ("note", "message"),
            ("deprecatedLastTimestamp", "lastTimestamp"), ("deprecatedCount", "count")]
 
 
-def event_to_core(obj: dict) -> dict:
+def _rename(obj: dict, pairs, api_version: str) -> dict:
     out = dict(obj)
-    for new, old in _EV_MAP:
-        if new in out:
-            out[old] = out.pop(new)
-    out["apiVersion"], out["kind"] = "v1", "Event"
+    for frm, to in pairs:
+        if frm in out:
+            out[to] = out.pop(frm)
+    out["apiVersion"], out["kind"] = api_version, "Event"
     return out
+
+
+def event_to_core(obj: dict) -> dict:
+    return _rename(obj, _EV_MAP, "v1")
 
 
 def event_from_core(obj: dict) -> dict:
-    out = dict(obj)
-    for new, old in _EV_MAP:
-        if old in out:
-            out[new] = out.pop(old)
-    out["apiVersion"], out["kind"] = "events.k8s.io/v1", "Event"
-    return out
+    return _rename(obj, [(old, new) for new, old in _EV_MAP], "events.k8s.io/v1")
 
 
 def storage_res(res: R.Resource) -> R.Resource:
@@ -417,11 +416,7 @@ class Api:
                     if not p.get("nodePort") and olds.get(p.get("port")) and \
                             obj["spec"].get("type") in ("NodePort", "LoadBalancer"):
                         p["nodePort"] = olds[p.get("port")]
-            if subresource == "status":
-                md = obj["metadata"]
-                if sres.kind in D.WITH_GENERATION:
-                    pass
-            else:
+            if subresource != "status":
                 self._finish(sres, obj, old)
             if managed_fields is not None:  # server-side apply computed the ownership
                 obj["metadata"]["managedFields"] = managed_fields
