@@ -61,16 +61,23 @@ def _render_live(inv, sts: kf.StatefulSetState | None) -> list[dict]:
 # ------------------------------------------------------------------ content step
 
 
+def _set_facts(inv) -> dict:
+    """The StatefulSet, its PVCs and the PVs: what the content step plans from."""
+    ns, name, prefix = _names(inv)
+    return {"sts": kf.StatefulSetFact(ns, name), "pvcs": kf.PVCs(ns, prefix), "pvs": kf.PVs()}
+
+
 def content_step(inv, hosts: dict[str, HostConnection], *, ordinals=None, if_missing: bool = False,
-                 plan: bool = False, title: str = "content") -> dict[str, list]:
+                 plan: bool = False, title: str = "content", facts: dict | None = None) -> dict[str, list]:
     """Write the expected index.html of ``ordinals`` (default: all) into their PV directories.
 
-    Two SSH commands whatever the replica count: facts on the control plane, one script run
-    on the NFS server.
+    Two SSH commands whatever the replica count: facts on the control plane (none when the
+    caller passes ``facts`` it just read, gathered from ``_set_facts``), one script run on the
+    NFS server.
     """
     ns, name, prefix = _names(inv)
-    cp = hosts[inv.control_plane.name]
-    facts = gather(cp, {"sts": kf.StatefulSetFact(ns, name), "pvcs": kf.PVCs(ns, prefix), "pvs": kf.PVs()})
+    if facts is None:
+        facts = gather(hosts[inv.control_plane.name], _set_facts(inv))
     sts = facts["sts"]
     if sts is None:
         raise OperationError(f"StatefulSet {ns}/{name} does not exist: run deploy first")
@@ -182,14 +189,15 @@ def scale(inv, *, replicas: int | None = None, image_tag: str | None = None, par
         if plan:
             return result
         _wait(cp, kube_ops.rollout_status("statefulset", name, ns, timeout), timeout)
-        after = gather(cp, {"pvcs": kf.PVCs(ns, prefix), "pvs": kf.PVs()})
+        after = gather(cp, _set_facts(inv))
         pv_by = {v.name: v for v in after["pvs"]}
         new = [c for c in after["pvcs"] if c.name not in before.get("pvcs", set())]
         rows = [[c.name, c.phase or "", c.volume or "", (pv_by.get(c.volume).nfs_path if c.volume in pv_by else "") or ""]
                 for c in new]
         ui.table(f"scale: {len(new)} new PVC/PV pair(s)", ["pvc", "phase", "pv", "directory"], rows)
         result.details["new_pvcs"] = [c.name for c in new]
-        result.details["content"] = content_step(inv, hosts, if_missing=True, title="content for new replicas")
+        result.details["content"] = content_step(inv, hosts, if_missing=True, title="content for new replicas",
+                                                 facts=after)
         return result
     finally:
         close_all(hosts)
@@ -204,7 +212,8 @@ def write_v2(inv, *, plan: bool = False) -> KubeResult:
     hosts = connect(inv)
     try:
         cp = hosts[inv.control_plane.name]
-        sts = gather(cp, {"sts": kf.StatefulSetFact(ns, name)})["sts"]
+        facts = gather(cp, _set_facts(inv))
+        sts = facts["sts"]
         if sts is None:
             raise OperationError(f"StatefulSet {ns}/{name} does not exist: run deploy and scale first")
         base = inv.kubernetes.statefulset.image_tag
@@ -212,7 +221,8 @@ def write_v2(inv, *, plan: bool = False) -> KubeResult:
             raise OperationError(f"StatefulSet {name} still runs {base} everywhere: run scale first "
                                  f"(it rolls out {inv.kubernetes.rollout.image_tag} above the partition)")
         rolled = range(sts.partition, sts.replicas)
-        summary = content_step(inv, hosts, ordinals=rolled, plan=plan, title=f"write {sts.tag} content")
+        summary = content_step(inv, hosts, ordinals=rolled, plan=plan, title=f"write {sts.tag} content",
+                               facts=facts)
         return KubeResult(None, {"content": summary, "ordinals": list(rolled)}, hosts)
     finally:
         close_all(hosts)
@@ -221,14 +231,10 @@ def write_v2(inv, *, plan: bool = False) -> KubeResult:
 # ------------------------------------------------------------------ verify and status
 
 
-def gather_state(inv, cp: HostConnection) -> dict:
-    ns, name, prefix = _names(inv)
-    return gather(cp, {
-        "sts": kf.StatefulSetFact(ns, name),
-        "pods": kf.StatefulSetPods(ns, name, manifests.app_label(inv)),
-        "pvcs": kf.PVCs(ns, prefix),
-        "pvs": kf.PVs(),
-    })
+def gather_state(inv, cp: HostConnection, **extra) -> dict:
+    """The set, its pods, PVCs and PVs (and any ``extra`` facts) in one SSH command."""
+    ns, name, _ = _names(inv)
+    return gather(cp, {**_set_facts(inv), "pods": kf.StatefulSetPods(ns, name, manifests.app_label(inv)), **extra})
 
 
 def verify(inv, *, as_json: bool = False) -> verify_mod.Report:
@@ -271,8 +277,8 @@ def status(inv) -> dict:
     hosts = connect(inv)
     try:
         cp = hosts[inv.control_plane.name]
-        f = gather_state(inv, cp)
-        nodes = gather(cp, {"nodes": kf.Nodes()})["nodes"]
+        f = gather_state(inv, cp, nodes=kf.Nodes())
+        nodes = f["nodes"]
         sts = f["sts"]
         if sts is None:
             ui.line(cp.name, "statefulset", "absent", "run deploy")

@@ -128,8 +128,8 @@ def test_write_v2_plan_then_apply(lab):
     assert len(res.details["content"]["written"]) == 6
     files = sorted(lab["export"].rglob("index.html"))
     assert len(files) == 6 and {f.read_text() for f in files} == {"Version: --v2\n"}
-    # master: the set, then its PVCs/PVs; the NFS server (also master here): one write
-    assert master.commands == 3 * 2
+    # master: the set with its PVCs/PVs in one read; the NFS server (also master here): one write
+    assert master.commands == 2 * 2
     again = flows_kube.write_v2(lab["inv"])
     assert len(again.details["content"]["unchanged"]) == 6 and not again.details["content"]["written"]
 
@@ -173,6 +173,14 @@ def test_scale_noop_when_already_scaled(lab):
     assert res.details["new_pvcs"] == []
     # replicas without content get theirs; none had any here
     assert len(res.details["content"]["written"]) == 10
+    # plan read, rollout wait, one read after it (the content step plans from it too), one write
+    assert lab["hosts"]["master"].commands == 4
+
+
+def test_status_one_command_on_master(lab):
+    st = flows_kube.status(lab["inv"])
+    assert len(st["pods"]) == 10 and st["nodes"] and st["sts"].replicas == 10
+    assert {n: h.commands for n, h in lab["hosts"].items()} == {"master": 1, "node01": 0, "node02": 0}
 
 
 def test_scale_patches_from_initial(lab):
