@@ -219,6 +219,8 @@ spec:
     # follow: the lines so far, then kept open until the client goes (timeout ends it)
     rc, out, _ = kt.run("master", "timeout 3 kubectl logs -f web-l")
     assert (rc, out) == (124, "line-one\nline-two\n")
+    # web-l stays quiet: the kubelet ends its `docker logs --follow` because the client went
+    wait(lambda: "--follow" not in kt.sh("node02", "ps -eo args"), 10, "docker logs --follow gone with its client")
     rc, _, err = kt.run("master", "kubectl logs nope")
     assert rc == 1 and '(NotFound): pods "nope" not found' in err
     kt.sh("master", "kubectl delete pod web-l --wait=true --timeout=60s")
