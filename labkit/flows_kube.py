@@ -50,6 +50,13 @@ def _wait(host: HostConnection, command, timeout: int) -> str:
     return res.stdout
 
 
+def _run_on_control_plane(cp: HostConnection, step: Step, title: str, plan: bool) -> RunReport:
+    """Gather, plan, print and (unless ``plan``) apply one step on the control plane; raise on failure."""
+    report = run({cp.name: cp}, {cp.name: [step]}, title=title, plan_only=plan)
+    report.raise_for_failures()
+    return report
+
+
 def _render_live(inv, sts: kf.StatefulSetState | None) -> list[dict]:
     """The manifests, keeping the live set's replicas/tag/partition once it exists: deploy never
     undoes a scale or a rollout (that is `scale`'s job), so re-running it changes nothing."""
@@ -142,8 +149,7 @@ def deploy(inv, *, plan: bool = False, timeout: int = DEFAULT_TIMEOUT, rewrite_c
 
         step = Step("manifests", {"objects": kf.Objects(manifests.render(inv)), "sts": kf.StatefulSetFact(ns, name)},
                     plan_fn)
-        report = run({cp.name: cp}, {cp.name: [step]}, title="deploy", plan_only=plan)
-        report.raise_for_failures()
+        report = _run_on_control_plane(cp, step, "deploy", plan)
         # the live StatefulSet as deploy found it (None: deploy creates it), for `up --plan`
         result = KubeResult(report, {"sts": seen.get("sts")}, hosts=hosts)
         if plan:
@@ -183,8 +189,7 @@ def scale(inv, *, replicas: int | None = None, image_tag: str | None = None, par
             return kube_ops.scale_and_rollout(f["sts"], replicas, inv.image_ref(image_tag), partition, namespace=ns)
 
         step = Step("scale + rollout", {"sts": kf.StatefulSetFact(ns, name), "pvcs": kf.PVCs(ns, prefix)}, plan_fn)
-        report = run({cp.name: cp}, {cp.name: [step]}, title="scale", plan_only=plan)
-        report.raise_for_failures()
+        report = _run_on_control_plane(cp, step, "scale", plan)
         result = KubeResult(report, hosts=hosts)
         if plan:
             return result
@@ -331,8 +336,7 @@ def teardown(inv, *, purge: bool = False, yes: bool = False, plan: bool = False)
 
         step = Step("teardown" + (" --purge" if purge else ""),
                     {"objects": kf.Objects(objs), "pvcs": kf.PVCs(ns, prefix), "pvs": kf.PVs()}, plan_fn)
-        report = run({cp.name: cp}, {cp.name: [step]}, title="teardown", plan_only=plan)
-        report.raise_for_failures()
+        report = _run_on_control_plane(cp, step, "teardown", plan)
         result = KubeResult(report, {"directories": dirs}, hosts)
         if purge and dirs:
             server = hosts[inv.nfs_server.name]
