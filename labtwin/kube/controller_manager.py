@@ -108,10 +108,6 @@ class WorkQueue:
             finally:
                 self._done(key)
 
-    def idle(self) -> bool:
-        with self._cv:
-            return not self._queue and not self._processing
-
 
 class Manager:
     """Shared informers + controllers. Controllers register handlers on `informers` and get queues."""

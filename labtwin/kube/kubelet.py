@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 from .client import ApiError, Client, Informer
 from .controller_manager import WorkQueue
-from .controllers.common import Recorder, deepcopy, name_of, ns_of, uid_of
+from .controllers.common import Recorder, deepcopy, name_of, now, ns_of, uid_of
 
 log = logging.getLogger("labtwin.kubelet")
 
@@ -49,10 +49,6 @@ L_POD, L_NS, L_UID, L_CONTAINER = ("io.kubernetes.pod.name", "io.kubernetes.pod.
                                    "io.kubernetes.pod.uid", "io.kubernetes.container.name")
 L_IP, L_ATTEMPT = "labtwin.pod-ip", "labtwin.attempt"
 NETWORK = "podnet"
-
-
-def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def docker_time(s: str | None) -> str | None:

@@ -55,15 +55,6 @@ def selector_matches(selector: dict | None, labels: dict | None) -> bool:
     return True
 
 
-def selector_string(selector: dict) -> str:
-    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
-    for e in selector.get("matchExpressions") or []:
-        op, k, vals = e["operator"], e["key"], ",".join(e.get("values") or [])
-        parts.append({"In": f"{k} in ({vals})", "NotIn": f"{k} notin ({vals})",
-                      "Exists": k, "DoesNotExist": f"!{k}"}[op])
-    return ",".join(parts)
-
-
 # -- owner references -------------------------------------------------------------------------------
 
 def controller_ref(owner: dict, api_version: str, kind: str) -> dict:
