@@ -562,7 +562,7 @@ class Api:
                     if not new["metadata"].get("finalizers") and grace == 0:
                         out, _ = self.store.delete(sres, ns, name)
                         return to_external(res, out)
-                    return to_external(res, self._write_marked(sres, ns, name, new, cur))
+                    return to_external(res, self.store.write_marked(sres, ns, name, new, cur))
                 return to_external(res, cur)
             if sres.kind == "Pod":
                 terminal = cur.get("status", {}).get("phase") in ("Succeeded", "Failed")
@@ -587,18 +587,7 @@ class Api:
             new["metadata"]["deletionGracePeriodSeconds"] = g
             if sres.kind in D.WITH_GENERATION:
                 new["metadata"]["generation"] = md.get("generation", 1) + 1
-            return to_external(res, self._write_marked(sres, ns, name, new, cur))
-
-    def _write_marked(self, sres: R.Resource, ns: str, name: str, new: dict, old: dict) -> dict:
-        """Store an object being deleted (the store's update would remove it)."""
-        st = self.store
-        with st.lock:
-            new["metadata"]["resourceVersion"] = st._next_rv()
-            key = (ns if sres.namespaced else "", name)
-            st.objects[sres.key][key] = new
-            st._persist(sres.key, key[0], name, new)
-            st._emit(sres.key, "MODIFIED", new, old)
-        return copy.deepcopy(new)
+            return to_external(res, self.store.write_marked(sres, ns, name, new, cur))
 
     def _delete_namespace(self, nsobj: dict) -> dict:
         """The namespace controller's work, done at once: delete every object in it; the
@@ -622,7 +611,7 @@ class Api:
             return out
         # held by spec.finalizers until its content is gone (sweep_namespaces)
         marked["metadata"]["deletionGracePeriodSeconds"] = 0
-        return self._write_marked(ns_res, "", name, marked, nsobj)
+        return self.store.write_marked(ns_res, "", name, marked, nsobj)
 
     def _namespace_empty(self, name: str) -> bool:
         return not any(self.store.list(r, name)[0] for r in R.RESOURCES

@@ -361,12 +361,22 @@ class Store:
             if md.get("deletionTimestamp") and not md.get("finalizers") and \
                     not md.get("deletionGracePeriodSeconds"):
                 return self._remove(res, ns, md["name"], obj)
-            md["resourceVersion"] = self._next_rv()
-            obj = copy.deepcopy(obj)
-            self.objects[res.key][(ns, md["name"])] = obj
-            self._persist(res.key, ns, md["name"], obj)
-            self._emit(res.key, "MODIFIED", obj, old)
-            return copy.deepcopy(obj)
+            return self._put(res, ns, md["name"], obj, old)
+
+    def _put(self, res: R.Resource, ns: str, name: str, obj: dict, old: dict) -> dict:
+        """Store a new version of an existing object: next resourceVersion, disk, MODIFIED."""
+        obj["metadata"]["resourceVersion"] = self._next_rv()
+        obj = copy.deepcopy(obj)
+        self.objects[res.key][(ns, name)] = obj
+        self._persist(res.key, ns, name, obj)
+        self._emit(res.key, "MODIFIED", obj, old)
+        return copy.deepcopy(obj)
+
+    def write_marked(self, res: R.Resource, ns: str, name: str, obj: dict, old: dict) -> dict:
+        """Store an object being deleted as given (update would remove it once no finalizer
+        and no grace period holds it)."""
+        with self.lock:
+            return self._put(res, ns if res.namespaced else "", name, obj, old)
 
     def _remove(self, res: R.Resource, ns: str, name: str, final: dict) -> dict:
         old = self.objects[res.key].pop((ns, name))
@@ -397,11 +407,7 @@ class Store:
                 new = copy.deepcopy(old)
                 new["metadata"]["deletionTimestamp"] = now_rfc3339()
                 new["metadata"]["deletionGracePeriodSeconds"] = grace or 0
-                new["metadata"]["resourceVersion"] = self._next_rv()
-                self.objects[res.key][(ns, name)] = new
-                self._persist(res.key, ns, name, new)
-                self._emit(res.key, "MODIFIED", new, old)
-                return copy.deepcopy(new), False
+                return self._put(res, ns, name, new, old), False
             return self._remove(res, ns, name, old), True
 
     # ---- watch
