@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from labtwin.cli import ssh_argv
 from labtwin.hosts import lab, network
 from labtwin.hosts.config import TwinConfig, TwinError
 from labtwin.hosts.images import PROVISIONER_TAG
@@ -30,11 +31,9 @@ def run(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
 
 
 def ssh_real(twin, host: str, cmd: str) -> subprocess.CompletedProcess:
-    """Real ssh with the twin's client key, checking the host key the twin generated."""
-    cfg = twin.cfg
-    return run(["ssh", "-i", str(cfg.ssh_key), "-o", f"UserKnownHostsFile={cfg.host_keys_file}",
-                "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
-                f"root@{twin.hosts[host]}", cmd])
+    """Real ssh as `python -m labtwin ssh` / `invoke twin.ssh` run it: the twin's client key,
+    strict checking of the host key the twin generated."""
+    return run(ssh_argv(twin.cfg, host, [cmd]))
 
 
 # --- the running twin ---------------------------------------------------------------------
