@@ -74,9 +74,10 @@ def _set_facts(inv) -> dict:
     return {"sts": kf.StatefulSetFact(ns, name), "pvcs": kf.PVCs(ns, prefix), "pvs": kf.PVs()}
 
 
-def content_step(inv, hosts: dict[str, HostConnection], *, ordinals=None, if_missing: bool = False,
+def content_step(inv, hosts: dict[str, HostConnection], *, only_rolled: bool = False, if_missing: bool = False,
                  plan: bool = False, title: str = "content", facts: dict | None = None) -> dict[str, list]:
-    """Write the expected index.html of ``ordinals`` (default: all) into their PV directories.
+    """Write the expected index.html of every replica (``only_rolled``: of the ordinals at or above
+    the partition) into their PV directories.
 
     Two SSH commands whatever the replica count: facts on the control plane (none when the
     caller passes ``facts`` it just read, gathered from ``_set_facts``), one script run on the
@@ -89,9 +90,7 @@ def content_step(inv, hosts: dict[str, HostConnection], *, ordinals=None, if_mis
     if sts is None:
         raise OperationError(f"StatefulSet {ns}/{name} does not exist: run deploy first")
     plan_by_ord = expected.content_plan(sts.replicas, sts.partition, inv.kubernetes.statefulset.image_tag,
-                                        sts.tag or inv.kubernetes.statefulset.image_tag)
-    if ordinals is not None:
-        plan_by_ord = {o: c for o, c in plan_by_ord.items() if o in set(ordinals)}
+                                        sts.tag or inv.kubernetes.statefulset.image_tag, only_rolled=only_rolled)
     targets = content.targets(facts["pvcs"], facts["pvs"], plan_by_ord, prefix, inv.nfs.export,
                               inv.nfs_server.address, namespace=ns)
     cmd = content.write_command(targets, inv.nfs.export, check=plan, if_missing=if_missing)
@@ -226,7 +225,7 @@ def write_v2(inv, *, plan: bool = False) -> KubeResult:
             raise OperationError(f"StatefulSet {name} still runs {base} everywhere: run scale first "
                                  f"(it rolls out {inv.kubernetes.rollout.image_tag} above the partition)")
         rolled = range(sts.partition, sts.replicas)
-        summary = content_step(inv, hosts, ordinals=rolled, plan=plan, title=f"write {sts.tag} content",
+        summary = content_step(inv, hosts, only_rolled=True, plan=plan, title=f"write {sts.tag} content",
                                facts=facts)
         return KubeResult(None, {"content": summary, "ordinals": list(rolled)}, hosts)
     finally:
