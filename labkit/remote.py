@@ -9,8 +9,9 @@ Fabric 3 alone accepts any host key, loads no known_hosts and lets a
   key is refused with the file line to remove;
 * sudo for non-root users, the password from ``LABKIT_SUDO_PASSWORD`` or a
   prompt, never echoed or logged;
-* every SSH failure becomes a ``HostError`` naming the host, and a parallel
-  step over several hosts a ``HostsFailed`` carrying the others' results.
+* every SSH failure becomes a ``HostError`` naming the host; ``run_parallel``
+  collects each host's failure next to the others' results (the runner and
+  the flows turn them into a ``HostsFailed``).
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ from paramiko.ssh_exception import (
     SSHException,
 )
 
-from labkit.errors import HostError, HostsFailed, LabkitError
+from labkit.errors import HostError, LabkitError
 
 SUDO_PASSWORD_ENV = "LABKIT_SUDO_PASSWORD"
 
@@ -444,7 +445,3 @@ def run_parallel(hosts: Iterable[HostConnection], fn: Callable[[HostConnection],
                 outcome.failures[h.name] = err
     return outcome
 
-
-def raise_failures(step: str, outcome: ParallelOutcome) -> None:
-    if outcome.failures:
-        raise HostsFailed(step, outcome.failures, outcome.results)
