@@ -260,7 +260,7 @@ def verify(inv, *, as_json: bool = False) -> verify_mod.Report:
         report = verify_mod.verify(f["pods"], f["pvcs"], f["pvs"], curls, exp, set_name=name,
                                    claim_template=inv.kubernetes.statefulset.claim_template, namespace=ns,
                                    storage_class=inv.kubernetes.storage_class.name)
-        report.commands = {n: h.commands for n, h in hosts.items()}
+        report.commands = command_counts(hosts)
         if as_json:
             ui.console.print_json(json.dumps(report.to_dict()))
         else:
