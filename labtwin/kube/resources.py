@@ -457,7 +457,6 @@ def specials(r: Resource) -> tuple[Special, ...]:
 
 BY_GV_PLURAL: dict[tuple[str, str, str], Resource] = {
     (r.group, r.version, r.plural): r for r in RESOURCES}
-BY_GVK: dict[tuple[str, str, str], Resource] = {(r.group, r.version, r.kind): r for r in RESOURCES}
 
 
 def groups() -> list[str]:
@@ -475,8 +474,3 @@ def versions_of(group: str) -> list[str]:
 
 def lookup(group: str, version: str, plural: str) -> Resource | None:
     return BY_GV_PLURAL.get((group, version, plural))
-
-
-def for_api_version(api_version: str, kind: str) -> Resource | None:
-    group, _, version = api_version.rpartition("/")
-    return BY_GVK.get((group, version, kind))
