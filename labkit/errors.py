@@ -24,10 +24,11 @@ class OperationError(LabkitError):
 
 
 class HostError(LabkitError):
-    """A step failed on a host; ``host`` names it."""
+    """A step failed on a host; ``host`` names it, ``detail`` is the message without the name."""
 
     def __init__(self, host, message):
         self.host = host
+        self.detail = message
         super().__init__(f"{host}: {message}")
 
 

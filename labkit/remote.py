@@ -424,13 +424,11 @@ def run_parallel(hosts: Iterable[HostConnection], fn: Callable[[HostConnection],
         try:
             value = fn(h)
         except HostError as exc:
-            msg = str(exc)
-            prefix = f"{h.name}: "
-            return None, msg[len(prefix):] if msg.startswith(prefix) else msg
+            return None, exc.detail if exc.host == h.name else str(exc)
         except LabkitError as exc:
             return None, str(exc)
         except Exception as exc:  # noqa: BLE001 - a bug on one host must not hide the others
-            return None, str(translate_error(h, exc)).split(": ", 1)[1]
+            return None, translate_error(h, exc).detail
         return value, None
 
     with ThreadPoolExecutor(max_workers=min(16, len(hosts))) as pool:

@@ -190,7 +190,7 @@ def apply_host(host: HostConnection, plans: list[HostPlan], progress: ui.HostPro
             try:
                 apply_change(host, change)
             except HostError as exc:
-                msg = str(exc).split(": ", 1)[1] if str(exc).startswith(f"{host.name}: ") else str(exc)
+                msg = exc.detail if exc.host == host.name else str(exc)
                 raise HostError(host.name, f"{plan.operation}: {describe(change)}: {msg}") from None
         done.append((plan.operation, "changed", f"{len(plan.changes)} change(s)"))
     return done
