@@ -14,6 +14,7 @@ from labkit import ui
 from labkit.errors import HostsFailed, OperationError
 from labkit.facts.containerd import ContainerdConfig, ContainerdVersion, HostsToml
 from labkit.facts.docker import DaemonJson, DockerInfo, DockerUnit, SysconfigDocker
+from labkit.facts.kube import KubectlVersionFact, Nodes
 from labkit.facts.nfs import Exports, GaneshaConf, NfsdAvailable, Showmount
 from labkit.facts.os import DirExists, InstalledPackages, OsRelease, Which
 from labkit.facts.registry import RegistryContainer, RegistryImageConfig, RegistryPing, RegistryTags
@@ -234,14 +235,6 @@ def build_images(inv, *, plan: bool = False, context_dir=None) -> FlowResult:
 # ------------------------------------------------------------------ doctor
 
 
-def _kube_facts() -> dict:
-    try:  # H1's kube facts; doctor still runs its other checks without them
-        from labkit.facts.kube import KubectlVersionFact, Nodes
-    except ImportError:  # pragma: no cover
-        return {}
-    return {"kubectl": KubectlVersionFact(), "nodes": Nodes()}
-
-
 def doctor_facts(inv, h) -> dict:
     facts: dict[str, Any] = {"os": OsRelease(), "which": Which(("docker", "containerd", "curl", "showmount")),
                              "registry": RegistryPing(inv.registry_address)}
@@ -251,7 +244,7 @@ def doctor_facts(inv, h) -> dict:
     if h.name == inv.registry_host.name:
         facts["container"] = RegistryContainer(inv.registry.container)
     if h.name == inv.control_plane.name:
-        facts.update(_kube_facts())
+        facts.update(kubectl=KubectlVersionFact(), nodes=Nodes())
     if h.name != inv.nfs_server.name:
         facts["packages"] = InstalledPackages(("nfs-common", "nfs-utils"))
         facts["showmount"] = Showmount(inv.nfs_server.address)
