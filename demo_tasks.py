@@ -14,7 +14,7 @@ from invoke import Exit, task
             "timeout": "seconds to wait for each rollout"})
 def demo(c, subnet: str | None = None, timeout: int = 600):
     """Bring up the twin lab with Kubernetes, run the whole labkit flow on it, show how to look around."""
-    from labkit import flows, flows_kube, ui
+    from labkit import flows_kube, ui
     from labkit.errors import LabkitError
     from labkit.inventory import load
     from labtwin.cli import main as twin_cli
@@ -33,13 +33,7 @@ def demo(c, subnet: str | None = None, timeout: int = 600):
     ui.heading(f"2/2  the seed flow with labkit against {inventory}")
     try:
         inv = load(inventory)
-        flows.setup_registry(inv)
-        flows.setup_nfs(inv)
-        flows.build_images(inv)
-        flows_kube.deploy(inv, timeout=timeout)
-        flows_kube.scale(inv, timeout=timeout)
-        flows_kube.write_v2(inv)
-        report = flows_kube.verify(inv)
+        report = flows_kube.up(inv, timeout=timeout).verify  # the same flow as `invoke up`
     except LabkitError as exc:
         raise Exit(f"demo: labkit: {exc}\n(the twin is still up: `invoke twin.down` removes it)", code=1) from None
     except KeyboardInterrupt:
