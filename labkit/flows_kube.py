@@ -97,7 +97,7 @@ def content_step(inv, hosts: dict[str, HostConnection], *, only_rolled: bool = F
     server = hosts[inv.nfs_server.name]
     if cmd is None:
         ui.line(server.name, title, "no change", "no replicas to write")
-        return {"written": [], "unchanged": [], "would write": [], "kept": [], "error": [], "missing": []}
+        return content.summarize([], [])
     res = server.run(cmd.command, sudo=True, check=False, timeout=300)
     summary = content.summarize(targets, content.parse(res.stdout))
     by_dir = {t.directory: t for t in targets}
