@@ -131,6 +131,11 @@ def setup_registry(inv, *, plan: bool = False) -> FlowResult:
 # ------------------------------------------------------------------ setup-nfs
 
 
+def _services(facts: dict) -> dict:
+    """The ``svc:<unit>`` facts of an NFS server step -> {unit: state}."""
+    return {k[4:]: v for k, v in facts.items() if k.startswith("svc:")}
+
+
 def nfs_steps(inv) -> dict[str, list[Step]]:
     nfs = inv.nfs
     server = inv.nfs_server.name
@@ -144,7 +149,7 @@ def nfs_steps(inv) -> dict[str, list[Step]]:
             lambda f: nfs_ops.kernel_server(
                 export=nfs.export, clients=nfs.clients, options=list(nfs.options), family=f["os"]["family"],
                 nfsd=f["nfsd"], installed=f["packages"], exports=f["exports"], export_exists=f["export_dir"],
-                services={k[4:]: v for k, v in f.items() if k.startswith("svc:")}),
+                services=_services(f)),
         ))
     else:
         facts = dict(base, conf=GaneshaConf(), export_dir=DirExists(nfs.export),
@@ -154,7 +159,7 @@ def nfs_steps(inv) -> dict[str, list[Step]]:
             lambda f: nfs_ops.ganesha_server(
                 export=nfs.export, clients=nfs.clients, options=list(nfs.options), family=f["os"]["family"],
                 installed=f["packages"], conf=f["conf"], export_exists=f["export_dir"],
-                services={k[4:]: v for k, v in f.items() if k.startswith("svc:")}),
+                services=_services(f)),
         ))
     for h in inv.hosts:
         if h.name != server:
