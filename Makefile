@@ -9,11 +9,11 @@ PY := $(VENV)/bin/python
 # so these must be installed here before any host starts.
 DEBS := openssh-server openssh-client docker.io docker-registry nfs-ganesha nfs-ganesha-vfs \
         rpcbind nfs-common libnfs-utils apache2 sudo iproute2 iptables dbus systemd curl \
-        ca-certificates python3-venv util-linux procps
+        ca-certificates python3-venv util-linux procps libseccomp-dev pkg-config
 
-.PHONY: deps debs venv kubectls demo test unit down bench
+.PHONY: deps debs venv kubectls k8s demo test unit down bench
 
-deps: debs venv kubectls
+deps: debs venv kubectls k8s
 
 debs:
 	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
@@ -35,6 +35,11 @@ venv: $(VENV)/.installed
 # may belong to another package) for the tests that drive the twin with two kubectl versions.
 kubectls: venv
 	$(PY) -m labtwin.kube.kubectls
+
+# Upstream Kubernetes, etcd, containerd, runc and CNI plugins from their pinned Go modules, into
+# /var/cache/labtwin/build (long the first time, a no-op while the pins are unchanged).
+k8s: venv
+	$(PY) -m labtwin.k8s.build
 
 demo: deps
 	$(VENV)/bin/invoke demo
