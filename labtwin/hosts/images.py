@@ -47,6 +47,9 @@ class Image:
         if mode is not None:
             self.modes[path] = mode
 
+    def add_link(self, path: str, target: str) -> None:
+        self.files[path] = ("link", target)
+
     def add_dir(self, path: str, mode: int = 0o755) -> None:
         self.files[path] = ("dir",)
         self.modes[path] = mode
@@ -199,9 +202,18 @@ def layer_bytes(img: Image) -> bytes:
                 info.type, info.mode = tarfile.DIRTYPE, img.modes.get(path, 0o755)
                 tar.addfile(info)
                 continue
-            data = src.read_bytes() if isinstance(src, Path) else src
-            info.size, info.mode = len(data), img.modes.get(path, 0o644)
-            tar.addfile(info, io.BytesIO(data))
+            if isinstance(src, tuple) and src[0] == "link":
+                info.type, info.linkname, info.mode = tarfile.SYMTYPE, src[1], 0o777
+                tar.addfile(info)
+                continue
+            info.mode = img.modes.get(path, 0o644)
+            if isinstance(src, Path):  # streamed: a Kubernetes binary is hundreds of MB
+                info.size = src.stat().st_size
+                with open(src, "rb") as fh:
+                    tar.addfile(info, fh)
+            else:
+                info.size = len(src)
+                tar.addfile(info, io.BytesIO(src))
     return buf.getvalue()
 
 
