@@ -34,13 +34,16 @@ def _check(rc: int, what: str) -> None:
 
 
 @task(help={"subnet": "IPv4 subnet (env LABTWIN_SUBNET, default 10.213.20.0/24)",
-            "kube": "run the Kubernetes twin (apiserver, controller-manager, kubelets); on by default, --no-kube or LABTWIN_KUBE=0 for bare hosts",
+            "kube": "run the emulated Kubernetes (apiserver, controller-manager, kubelets); on by default, --no-kube or LABTWIN_KUBE=0 for bare hosts",
+            "kubeadm": "a real Kubernetes cluster instead (kubeadm, kubelet, containerd built from Go modules; the first build takes long)",
+            "workers": "number of worker hosts node01..nodeNN (env LABTWIN_WORKERS, default 2)",
             "name": NAME_HELP, "state": STATE_HELP})
-def up(c, subnet: str | None = None, kube: bool = KUBE_DEFAULT, name: str | None = None,
-       state: str | None = None):
-    """Start master/node01/node02 (cleans the leftovers of a crashed twin first)."""
+def up(c, subnet: str | None = None, kube: bool = KUBE_DEFAULT, kubeadm: bool = False,
+       workers: int = 0, name: str | None = None, state: str | None = None):
+    """Start master and the workers (cleans the leftovers of a crashed twin first)."""
     kube_flag = "--kube" if kube else "--no-kube"
-    _check(_cli(*_opts(name, state), "up", *(["--subnet", subnet] if subnet else []), kube_flag), "up")
+    _check(_cli(*_opts(name, state), "up", *(["--subnet", subnet] if subnet else []), kube_flag,
+                *(["--kubeadm"] if kubeadm else []), *(["--workers", str(workers)] if workers else [])), "up")
 
 
 @task(help={"name": NAME_HELP, "state": STATE_HELP})

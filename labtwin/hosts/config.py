@@ -13,8 +13,10 @@ DEFAULT_SUBNET = "10.213.20.0/24"
 STATE_ROOT = Path("/var/lib/labtwin")
 # Interface names are limited to 15 chars; "<name>-br" and "<name>-<n>" must fit.
 NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")
-# The seed's last octets (192.168.20.6/.7/.8) kept on the twin's subnet.
-HOSTS = (("master", 6, None), ("node01", 7, "10.244.1.0/24"), ("node02", 8, "10.244.2.0/24"))
+# The seed's last octets (192.168.20.6/.7/.8) kept on the twin's subnet; more workers follow.
+FIRST_OCTET = 6
+DEFAULT_WORKERS = 2
+MAX_WORKERS = 8
 NFS_EXPORT = "/nfsdata"
 NODE_NFS_PATH = "/var/lib/labtwin-nfs"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -24,11 +26,13 @@ class TwinError(Exception):
     """A clean, user-facing failure: the message says what is wrong and what to do."""
 
 
-def _saved_subnet(state: Path) -> str | None:
+def _saved(state: Path) -> dict:
+    """The settings the running twin was started with (twin.json), or {}."""
     try:
-        return json.loads((state / "twin.json").read_text()).get("subnet")
-    except (OSError, ValueError, AttributeError):
-        return None
+        saved = json.loads((state / "twin.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return saved if isinstance(saved, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,9 @@ class TwinConfig:
     name: str
     state_dir: Path
     subnet: ipaddress.IPv4Network
-    kube: bool = False
+    kube: bool = False      # the emulated Kubernetes (labtwin.kube)
+    kubeadm: bool = False   # a real cluster: upstream kubeadm, kubelet, containerd (labtwin.k8s)
+    workers: int = DEFAULT_WORKERS
     hosts: tuple[HostSpec, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -57,26 +63,39 @@ class TwinConfig:
             raise TwinError(f"state dir {self.state_dir} must be an absolute path")
         if self.subnet.prefixlen > 28:
             raise TwinError(f"subnet {self.subnet} is too small: use a /28 or larger (hosts use .6-.8)")
+        if self.kube and self.kubeadm:
+            raise TwinError("choose one Kubernetes: the real one (kubeadm) or the emulated one (kube)")
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise TwinError(f"workers must be 1 to {MAX_WORKERS}, not {self.workers}")
         base = self.subnet.network_address
+        if FIRST_OCTET + self.workers >= self.subnet.num_addresses - 1:
+            raise TwinError(f"subnet {self.subnet} has no room for {self.workers} workers after .{FIRST_OCTET}")
+        # Static pod CIDRs are the emulation's; a kubeadm cluster's come from its Node objects.
         hosts = tuple(
-            HostSpec(name, i, base + last, ipaddress.ip_network(cidr) if cidr else None,
-                     ("control-plane", "registry", "nfs-server") if name == "master" else ("worker",))
-            for i, (name, last, cidr) in enumerate(HOSTS))
+            HostSpec(name, i, base + FIRST_OCTET + i,
+                     None if i == 0 or self.kubeadm else ipaddress.ip_network(f"10.244.{i}.0/24"),
+                     ("control-plane", "registry", "nfs-server") if i == 0 else ("worker",))
+            for i, name in enumerate(["master", *(f"node{n:02d}" for n in range(1, self.workers + 1))]))
         object.__setattr__(self, "hosts", hosts)
 
     @classmethod
     def from_env(cls, name: str | None = None, state: str | os.PathLike | None = None,
-                 subnet: str | None = None, kube: bool = False) -> "TwinConfig":
+                 subnet: str | None = None, kube: bool = False, kubeadm: bool = False,
+                 workers: int | None = None) -> "TwinConfig":
         """Arguments win over env (LABTWIN_NAME, LABTWIN_STATE, LABTWIN_SUBNET), then the subnet
         the running twin was started with (so status/ssh/down need no repeat), then defaults."""
         name = name or os.environ.get("LABTWIN_NAME") or DEFAULT_NAME
         state = state or os.environ.get("LABTWIN_STATE") or STATE_ROOT / name
-        subnet = subnet or os.environ.get("LABTWIN_SUBNET") or _saved_subnet(Path(state)) or DEFAULT_SUBNET
+        subnet = subnet or os.environ.get("LABTWIN_SUBNET") or _saved(Path(state)).get("subnet") or DEFAULT_SUBNET
         try:
             net = ipaddress.IPv4Network(subnet, strict=True)
         except ValueError as exc:
             raise TwinError(f"subnet {subnet!r} is not an IPv4 network like 10.213.20.0/24: {exc}") from None
-        return cls(name=name, state_dir=Path(state).resolve(), subnet=net, kube=kube)
+        saved = _saved(Path(state))
+        if workers is None:
+            workers = int(os.environ.get("LABTWIN_WORKERS") or saved.get("workers") or DEFAULT_WORKERS)
+        return cls(name=name, state_dir=Path(state).resolve(), subnet=net, kube=kube, kubeadm=kubeadm,
+                   workers=workers)
 
     # --- derived names -----------------------------------------------------------------
     @property

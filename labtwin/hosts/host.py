@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from . import rootfs
+from . import kubeadm_node, rootfs
 from .config import REPO_ROOT, HostSpec, TwinConfig, TwinError
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -63,6 +63,21 @@ def twin_cgroup_dirs(cfg: TwinConfig) -> list[Path]:
             for root, subdirs, _ in os.walk(base, topdown=False):
                 dirs.append(Path(root))
     return sorted(dirs, key=lambda p: len(p.parts), reverse=True)
+
+
+def thaw_cgroups(cfg: TwinConfig) -> list[str]:
+    """THAW every frozen freezer cgroup of the twin: a frozen task cannot die, and its cgroup
+    stays busy (a `docker pause`d container would block down for good)."""
+    did = []
+    for d in twin_cgroup_dirs(cfg):
+        state = d / "freezer.state"
+        try:
+            if state.read_text().strip() != "THAWED":
+                state.write_text("THAWED")
+                did.append(f"thawed {d}")
+        except OSError:
+            pass
+    return did
 
 
 def twin_cgroup_pids(cfg: TwinConfig) -> set[int]:
@@ -201,11 +216,16 @@ def boot_script(cfg: TwinConfig, host: HostSpec, paths: dict[str, Path]) -> str:
         f"ln -s /proc/self/fd/1 {r}/dev/stdout",
         f"ln -s /proc/self/fd/2 {r}/dev/stderr",
         f"touch {console} {r}/dev/console && mount --bind {console} {r}/dev/console",
+        # The kubelet reads /dev/kmsg (OOM watcher) and dies without it; as kind does.
+        *([f"ln -s console {r}/dev/kmsg"] if cfg.kubeadm else []),
         f"mount -t tmpfs -o mode=755,nosuid,nodev run {r}/run",
         f"mount -t tmpfs -o mode=1777,nosuid,nodev tmp {r}/tmp",
         *repo_bind(cfg, r),
+        *(kubeadm_node.mount_lines(cfg, host, r, cfg.host_dir(host)) if cfg.kubeadm else []),
         f"hostname {q(host.name)}",
         *rootfs.pivot_script(paths["root"]),
+        # Volume mounts the kubelet makes must reach containerd's containers (kind does the same).
+        *(["mount --make-rshared /"] if cfg.kubeadm else []),
         f"exec env -i container=labtwin PATH={PATH_ENV} /lib/systemd/systemd --unit=multi-user.target",
     ]
     return "\n".join(lines) + "\n"

@@ -24,8 +24,12 @@ def render(cfg: TwinConfig) -> dict:
         # Empty at first: labkit pins host keys on first use, as on a real lab.
         "known_hosts": str(cfg.known_hosts), "connect_timeout": 5,
     }
+    # A kubeadm node's kubelet runs on containerd, so labkit makes containerd trust the registry
+    # there. master keeps docker: the registry and the image builds run in its docker (a host
+    # has one runtime in labkit's inventory for now).
     base["hosts"] = [{"name": h.name, "address": str(h.address), "roles": list(h.roles),
-                      "runtime": "docker"} for h in cfg.hosts]
+                      "runtime": "containerd" if cfg.kubeadm and h is not cfg.master else "docker"}
+                     for h in cfg.hosts]
     nfs = base.setdefault("nfs", {})
     nfs["server"] = "ganesha"  # no kernel nfsd on this machine
     nfs["export"] = NFS_EXPORT  # where the twin bind-mounts the NFS disk on master

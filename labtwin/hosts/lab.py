@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import cluster, images, inventory, kube_units, kubeadm_node, network, rootfs
 from . import host as hostmod
-from . import images, inventory, kube_units, network, rootfs
 from .config import HostSpec, TwinConfig, TwinError
 
 READY_TIMEOUT = 30.0
@@ -99,6 +99,8 @@ def down(cfg: TwinConfig) -> list[str]:
 
 def _down(cfg: TwinConfig) -> list[str]:
     did = []
+    # 0. Frozen processes (a `docker pause`d container) ignore even SIGKILL until thawed.
+    did += hostmod.thaw_cgroups(cfg)
     # 1. The processes the twin started, by PID: PID 1 of each host first (unshare ignores
     #    SIGTERM; killing a PID namespace's init kills everything in it), then unshare.
     for hname, roles in read_pids(cfg).items():
@@ -124,7 +126,11 @@ def _down(cfg: TwinConfig) -> list[str]:
     for mnt in _mounts_under(cfg.state_dir):
         subprocess.run(["umount", "-l", mnt], check=False)
         did.append(f"unmounted {mnt}")
-    # 5. Files: the whole state dir but the image cache.
+    # 5. The machine-wide sysctls the kubelet set, back to what they were before up.
+    saved = _read_json(cfg.state_dir / "sysctl.json")
+    if saved:
+        did += kubeadm_node.restore_sysctls(saved)
+    # 6. Files: the whole state dir but the image cache.
     if cfg.state_dir.exists():
         for p in cfg.state_dir.iterdir():
             if p != cfg.cache_dir:
@@ -181,28 +187,57 @@ def _up(cfg: TwinConfig) -> UpResult:
     network.check_subnet(cfg)  # before touching anything (routes of this twin's bridge excluded)
     _down(cfg)  # leftovers of a crash, or a twin with other settings
     built = images.ensure_built(cfg)
+    k8s = _k8s_build() if cfg.kubeadm else None
     try:
-        _start(cfg)
+        _start(cfg, k8s)
     except BaseException:
-        _down(cfg)  # never leave half a twin behind
+        if os.environ.get("LABTWIN_KEEP_FAILED") != "1":  # =1: keep it to look at, then `down`
+            _down(cfg)  # never leave half a twin behind
         raise
     return UpResult(time.monotonic() - t0, False, built)
 
 
+@dataclass
+class K8sBuild:
+    bin_dir: Path
+    archives: dict[str, Path]
+    version: str
+
+
+def _k8s_build() -> K8sBuild:
+    """The upstream binaries and images, from the build cache (built there first if missing)."""
+    from labtwin.k8s import build, images as k8s_images
+
+    say = lambda s: print(s, flush=True)  # noqa: E731 - progress of a long first build
+    try:
+        archives = k8s_images.ensure_images(say)
+        return K8sBuild(build.bin_dir(), archives, build.versions()["kubernetes"])
+    except build.BuildError as exc:
+        raise TwinError(str(exc)) from None
+
+
 def _config_record(cfg: TwinConfig) -> dict:
-    return {"name": cfg.name, "subnet": str(cfg.subnet), "kube": cfg.kube}
+    return {"name": cfg.name, "subnet": str(cfg.subnet), "kube": cfg.kube, "kubeadm": cfg.kubeadm,
+            "workers": cfg.workers}
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _read_config(cfg: TwinConfig) -> dict | None:
-    try:
-        return json.loads((cfg.state_dir / "twin.json").read_text())
-    except (OSError, ValueError):
-        return None
+    return _read_json(cfg.state_dir / "twin.json")
 
 
-def _start(cfg: TwinConfig) -> None:
+def _start(cfg: TwinConfig, k8s: K8sBuild | None = None) -> None:
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
     (cfg.state_dir / "twin.json").write_text(json.dumps(_config_record(cfg)))
+    if k8s:
+        (cfg.state_dir / "sysctl.json").write_text(json.dumps(kubeadm_node.read_sysctls()))
     pub = _client_key(cfg)
     cfg.nfs_disk.mkdir(parents=True, exist_ok=True)
     network.create_bridge(cfg)
@@ -215,6 +250,8 @@ def _start(cfg: TwinConfig) -> None:
         host_keys.append(f"{h.name},{h.address} {' '.join(key)}")
         if cfg.kube:
             kube_units.seed(cfg, h, paths["seed"])
+        if k8s:
+            kubeadm_node.seed(cfg, h, paths["seed"], k8s.bin_dir)
         boot = cfg.host_dir(h) / "boot.sh"
         boot.write_text(hostmod.boot_script(cfg, h, paths))
         proc = hostmod.launch(cfg, h, boot)
@@ -234,6 +271,9 @@ def _start(cfg: TwinConfig) -> None:
     with ThreadPoolExecutor(len(cfg.hosts)) as pool:
         for f in [pool.submit(ready_and_load, h) for h in cfg.hosts]:
             f.result()
+    if k8s:
+        print(f"making a Kubernetes {k8s.version} cluster with kubeadm", flush=True)
+        cluster.create(cfg, started, k8s.archives, k8s.version, say=lambda s: print(s, flush=True))
     inventory.write(cfg)
 
 

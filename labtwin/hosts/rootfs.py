@@ -76,6 +76,12 @@ def seed_symlink(seed: Path, rel: str, target: str) -> None:
     p.symlink_to(target)
 
 
+def seed_dir(seed: Path, rel: str, mode: int = 0o755) -> None:
+    p = seed_path(seed, rel.rstrip("/") + "/.keep").parent
+    p.mkdir(exist_ok=True)
+    os.chmod(p, mode)
+
+
 def seed_units(seed: Path) -> None:
     for unit in MASKED:
         seed_symlink(seed, f"/etc/systemd/system/{unit}", "/dev/null")
