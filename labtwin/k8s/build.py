@@ -168,7 +168,10 @@ def _build_one(c: Component, dest: Path, say) -> float:
     t0 = time.monotonic()
     out = dest / c.output
     out.parent.mkdir(parents=True, exist_ok=True)
-    total = _count_packages(c)
+    t_list = time.monotonic()
+    total = _count_packages(c)  # also fetches the modules it needs (silent, minutes when cold)
+    if time.monotonic() - t_list > 5:
+        say(f"  {c.name}: modules fetched and {total} packages listed in {time.monotonic() - t_list:.0f}s")
     cmd = ["go", "build", "-v", "-trimpath", "-ldflags", " ".join(("-s", "-w", *c.ldflags)),
            *(["-tags", ",".join(c.tags)] if c.tags else []), "-o", str(out), c.package]
     proc = subprocess.Popen(cmd, cwd=c.module, env=_env(c.cgo), stdout=subprocess.DEVNULL,
