@@ -182,7 +182,8 @@ def _up(cfg: TwinConfig) -> UpResult:
     if cfg.kube:
         kube_units.require_modules()
     saved = _read_config(cfg)
-    if saved == _config_record(cfg) and is_up(cfg):
+    # "complete" is written last: a run killed half-way (the cluster not made) is not "up".
+    if saved == _config_record(cfg) and (cfg.state_dir / "complete").exists() and is_up(cfg):
         return UpResult(time.monotonic() - t0, True, False)
     network.check_subnet(cfg)  # before touching anything (routes of this twin's bridge excluded)
     _down(cfg)  # leftovers of a crash, or a twin with other settings
@@ -262,10 +263,13 @@ def _start(cfg: TwinConfig, k8s: K8sBuild | None = None) -> None:
     cfg.host_keys_file.write_text("\n".join(host_keys) + "\n")
     deadline = time.monotonic() + READY_TIMEOUT
     tarballs = images.tarballs(cfg)
+    if k8s:  # the built provisioner, in master's docker only, replaces the placeholder (cluster._preloaded)
+        tarballs = [t for t in tarballs if t.name != "provisioner.tar"]
 
     def ready_and_load(h: HostSpec) -> None:
         _wait_ready(cfg, h, started[h.name], deadline, "docker")
-        images.load(started[h.name], tarballs, h.name)  # while sshd may still be starting
+        mine = [k8s.archives[images.PROVISIONER_TAG]] if k8s and h is cfg.master else []
+        images.load(started[h.name], tarballs + mine, h.name)  # while sshd may still be starting
         _wait_ready(cfg, h, started[h.name], deadline, "ssh")
 
     with ThreadPoolExecutor(len(cfg.hosts)) as pool:
@@ -275,6 +279,7 @@ def _start(cfg: TwinConfig, k8s: K8sBuild | None = None) -> None:
         print(f"making a Kubernetes {k8s.version} cluster with kubeadm", flush=True)
         cluster.create(cfg, started, k8s.archives, k8s.version, say=lambda s: print(s, flush=True))
     inventory.write(cfg)
+    (cfg.state_dir / "complete").touch()
 
 
 # --- status ---------------------------------------------------------------------------------

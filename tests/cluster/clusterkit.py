@@ -7,7 +7,7 @@ import shlex
 import time
 
 CLUSTER_NAME = "ltk8s"
-FIRST_SUBNET = "10.213.49.0/24"
+FIRST_SUBNET = os.environ.get("LABTWIN_CLUSTER_SUBNET") or "10.213.49.0/24"  # the first /24 tried
 
 
 def cluster_config(workers: int = 2, subnet: str = FIRST_SUBNET):

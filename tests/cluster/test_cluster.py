@@ -94,16 +94,19 @@ def test_pods_pull_from_the_lab_registry_only_after_labkit_setup_registry(cluste
         events = cluster.wait_for(f"web-{node}'s pull failure", lambda: [
             m for r, m in cluster.events_for(f"web-{node}") if r == "Failed" and HTTPS_TO_HTTP in m])
         assert f'Head "https://{cluster.registry}/v2/web/manifests/v1"' in events[0]
-        status = cluster.kubectl_json(f"get pod web-{node}")["status"]["containerStatuses"][0]["state"]
-        assert status["waiting"]["reason"] in ("ErrImagePull", "ImagePullBackOff")
+        # the kubelet reports the pull failure in the pod's status too (right after the event)
+        cluster.wait_for(f"web-{node} waiting on its image", lambda: cluster.kubectl_json(
+            f"get pod web-{node}")["status"]["containerStatuses"][0]["state"].get("waiting", {}).get(
+            "reason") in ("ErrImagePull", "ImagePullBackOff"), timeout=30)
 
     inv_path = Path(cluster.inventory_path)
     data = yaml.safe_load(inv_path.read_text())
     data["ssh"]["known_hosts"] = str(inv_path.parent / "known_hosts.test")
     mine = inv_path.parent / "inventory.test.yaml"
     mine.write_text(yaml.safe_dump(data))
-    result = flows.setup_registry(load(mine))
-    assert result.ok
+    result = flows.setup_registry(load(mine))  # raises HostsFailed if a host failed
+    assert sorted((row[0], row[2]) for row in result.checks) == [
+        ("master", "ok"), ("node01", "ok"), ("node02", "ok")], result.checks
     for node in ("node01", "node02"):
         hosts_toml = cluster.sh(node, f"cat /etc/containerd/certs.d/{cluster.registry}/hosts.toml")
         assert f'server = "http://{cluster.registry}"' in hosts_toml

@@ -73,7 +73,8 @@ def test_four_workers_are_real_nodes_and_each_runs_a_pod_master_can_reach(cfg):
     inv["ssh"]["known_hosts"] = str(cfg.state_dir / "known_hosts.test")
     mine = cfg.state_dir / "inventory.test.yaml"
     mine.write_text(yaml.safe_dump(inv))
-    assert flows.setup_registry(load(mine)).ok
+    checks = flows.setup_registry(load(mine)).checks  # raises HostsFailed if a host failed
+    assert [row[2] for row in checks] == ["ok"] * (WORKERS + 1), checks
 
     ds = {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "web"},
           "spec": {"selector": {"matchLabels": {"app": "web"}},
