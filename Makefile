@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 # so these must be installed here before any host starts.
 DEBS := openssh-server openssh-client docker.io docker-registry nfs-ganesha nfs-ganesha-vfs \
         rpcbind nfs-common libnfs-utils apache2 sudo iproute2 iptables dbus systemd curl \
-        ca-certificates python3-venv util-linux procps libseccomp-dev pkg-config
+        ca-certificates python3-venv util-linux procps libseccomp-dev pkg-config libfuse2
 
 .PHONY: deps debs venv kubectls k8s demo test unit down bench
 
@@ -45,6 +45,7 @@ demo: deps
 	$(VENV)/bin/invoke demo
 
 test: deps
+	cd labtwin/k8s/provisioner && GOTOOLCHAIN=local go test ./...
 	$(VENV)/bin/pytest -ra
 
 unit: venv

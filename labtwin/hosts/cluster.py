@@ -19,6 +19,7 @@ from pathlib import Path
 from . import network
 from .config import HostSpec, TwinConfig, TwinError
 from .host import run_in
+from .images import PROVISIONER_TAG
 
 POD_SUBNET = "10.244.0.0/16"
 SERVICE_SUBNET = "10.96.0.0/12"
@@ -107,10 +108,19 @@ def _wait_containerd(pid: int, host: str, deadline: float) -> None:
 
 def import_images(pid: int, h: HostSpec, archives: dict[str, Path], is_master: bool, deadline: float) -> None:
     _wait_containerd(pid, h.name, deadline)
-    wanted = [a for tag, a in archives.items()
-              if is_master or any(n in tag for n in ("/pause:", "/kube-proxy:"))]
+    wanted = [a for tag, a in archives.items() if _preloaded(tag, is_master)]
     cmd = " && ".join(f"ctr -n k8s.io images import --local {shlex.quote(str(a))} >/dev/null" for a in wanted)
     _sh(pid, h.name, cmd, "importing the control-plane images into containerd")
+
+
+def _preloaded(tag: str, is_master: bool) -> bool:
+    """Whether a node's containerd has the image before anything pulls. The NFS provisioner is no
+    kubeadm image: an offline lab's admin has it in master's docker (lab._start loads it there);
+    until labkit can mirror it into the lab registry, the workers' containerd, where its pod runs,
+    has it preloaded too (master's does not: the control-plane taint keeps the pod off master)."""
+    if tag == PROVISIONER_TAG:
+        return not is_master
+    return is_master or any(n in tag for n in ("/pause:", "/kube-proxy:"))
 
 
 def node_cidrs(pid: int) -> dict[str, str]:
@@ -118,11 +128,13 @@ def node_cidrs(pid: int) -> dict[str, str]:
     return {n["metadata"]["name"]: n["spec"].get("podCIDR", "") for n in json.loads(out)["items"]}
 
 
-def nodes_ready(pid: int) -> dict[str, bool]:
+def nodes_not_ready(pid: int, names: list[str]) -> dict[str, str]:
+    """name -> why, for every node of `names` that is not Ready (the kubelet's own message)."""
     out = _sh(pid, "master", f"{KUBECONFIG} kubectl get nodes -o json", "kubectl get nodes")
-    return {n["metadata"]["name"]: any(c["type"] == "Ready" and c["status"] == "True"
-                                       for c in n["status"].get("conditions", []))
-            for n in json.loads(out)["items"]}
+    ready = {n["metadata"]["name"]: next((c for c in n["status"].get("conditions", []) if c["type"] == "Ready"), {})
+             for n in json.loads(out)["items"]}
+    return {name: ready.get(name, {}).get("message", "not registered") for name in names
+            if ready.get(name, {}).get("status") != "True"}
 
 
 def _pod_network(cfg: TwinConfig, pids: dict[str, int], deadline: float) -> None:
@@ -178,10 +190,10 @@ def create(cfg: TwinConfig, pids: dict[str, int], archives: dict[str, Path], ver
             f.result()
     say(f"  {len(workers)} worker(s) joined ({time.monotonic() - t0:.1f}s)")
     _pod_network(cfg, pids, deadline)
-    while not all((ready := nodes_ready(mpid)).get(h.name) for h in cfg.hosts):
+    while waiting := nodes_not_ready(mpid, [h.name for h in cfg.hosts]):
         if time.monotonic() > deadline:
             raise TwinError(f"nodes not Ready after {READY_TIMEOUT:.0f}s: "
-                            f"{sorted(n for n, ok in ready.items() if not ok)}; on the node: "
-                            "`journalctl -u kubelet -n 50`")
+                            + "; ".join(f"{n}: {why}" for n, why in sorted(waiting.items()))
+                            + "; on the node: `journalctl -u kubelet -n 50`")
         time.sleep(0.5)
     say(f"  all {len(cfg.hosts)} nodes Ready ({time.monotonic() - t0:.1f}s)")

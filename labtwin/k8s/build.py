@@ -8,6 +8,9 @@ Go modules in this directory pin every version in go.mod/go.sum:
   labtwin/k8s/runtime   containerd 2.x: containerd, ctr, containerd-shim-runc-v2
   labtwin/k8s/runc      runc
   labtwin/k8s/cni       the CNI plugins bridge, host-local, loopback, portmap
+  labtwin/k8s/provisioner  nfs-subdir-external-provisioner: upstream's v4.0.2 contract written on
+                        sig-storage-lib-external-provisioner/v13 (the Go module proxy refuses the
+                        upstream module), a main package of its own
 Each program the others build as a dependency gets a module of its own (a `tool` directive), so
 that one's requirements never move another's (runc 1.3 does not build against the runtime-spec
 that containerd 2.2 needs).
@@ -35,10 +38,13 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RUNTIME, RUNC, CNI = HERE / "runtime", HERE / "runc", HERE / "cni"
-MODULES = (HERE, RUNTIME, RUNC, CNI)
+PROVISIONER = HERE / "provisioner"
+MODULES = (HERE, RUNTIME, RUNC, CNI, PROVISIONER)
 CACHE_ROOT = Path(os.environ.get("LABTWIN_BUILD_CACHE", "/var/cache/labtwin/build"))
 RECIPE = "1"  # bump when a change here changes the outputs
 MIN_GO = (1, 26)
+PROVISIONER_VERSION = "v4.0.2-labtwin"  # the upstream contract it keeps; it reports this
+PROVISIONER_LIB = "sigs.k8s.io/sig-storage-lib-external-provisioner/v13"
 K8S_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet",
                 "kube-proxy", "kubeadm", "kubectl", "etcd")
 
@@ -91,6 +97,9 @@ def components() -> list[Component]:
     cni_ld = (f"-X {cni}/pkg/utils/buildversion.BuildVersion={v['cni-plugins']}",)
     ctd = "github.com/containerd/containerd/v2"
     ctd_ld = (f"-X {ctd}/version.Version={v['containerd'].lstrip('v')}", f"-X {ctd}/version.Revision=labtwin")
+    prov = module_versions(PROVISIONER / "go.mod")
+    prov_ld = (f"-X main.version={PROVISIONER_VERSION}",  # client-go's stamp: its User-Agent
+               f"-X k8s.io/client-go/pkg/version.gitVersion={prov['k8s.io/client-go']}")
     return [
         Component("kubernetes", HERE, ".", "k8s", ldflags=_k8s_ldflags(v["kubernetes"])),
         Component("pause", HERE, "./pause", "pause"),
@@ -105,6 +114,8 @@ def components() -> list[Component]:
         *(Component(f"cni {p.rsplit('/', 1)[1]}", CNI, f"{cni}/plugins/{p}",
                     f"cni/{p.rsplit('/', 1)[1]}", ldflags=cni_ld)
           for p in ("main/bridge", "ipam/host-local", "main/loopback", "meta/portmap")),
+        Component("nfs-subdir-external-provisioner", PROVISIONER, ".", "nfs-subdir-external-provisioner",
+                  ldflags=prov_ld),
     ]
 
 
@@ -124,8 +135,13 @@ def go_version() -> tuple[int, int, str]:
 
 def cache_key(go: str) -> str:
     h = hashlib.sha256(f"{RECIPE}\n{go}\n".encode())
-    files = [*(m / f for m in MODULES for f in ("go.mod", "go.sum")), Path(__file__),
-             *HERE.glob("*.go"), *HERE.glob("pause/*.go")]
+    # What is built and how (packages, flags, tags, outputs), not this file's text: a comment
+    # edited here must not cost a rebuild.
+    h.update(repr([(c.name, c.module.name, c.package, c.output, c.cgo, c.tags, c.ldflags)
+                   for c in components()]).encode())
+    files = [*(m / f for m in MODULES for f in ("go.mod", "go.sum")),
+             *HERE.glob("*.go"), *HERE.glob("pause/*.go"),
+             *(f for f in PROVISIONER.glob("*.go") if not f.name.endswith("_test.go"))]
     for f in files:
         h.update(str(f.relative_to(HERE)).encode() + b"\0" + f.read_bytes())
     return h.hexdigest()[:16]
@@ -216,7 +232,9 @@ def ensure_built(say=print) -> Path:
         tmp.mkdir(parents=True, exist_ok=True)
         v = versions()
         say(f"building Kubernetes {v['kubernetes']}, etcd {v['etcd']}, containerd {v['containerd']}, "
-            f"runc {v['runc']}, CNI plugins {v['cni-plugins']} with {go} into {d} (once per pin set)")
+            f"runc {v['runc']}, CNI plugins {v['cni-plugins']}, nfs-subdir-external-provisioner on "
+            f"{PROVISIONER_LIB.rsplit('/', 2)[1]} {module_versions(PROVISIONER / 'go.mod')[PROVISIONER_LIB]} "
+            f"with {go} into {d} (once per pin set)")
         timings = {}
         for c in components():
             if (tmp / "bin" / c.output).exists():
@@ -238,8 +256,18 @@ def ensure_built(say=print) -> Path:
         if d.exists():
             shutil.rmtree(d)
         tmp.rename(d)
+        _prune(keep=d)
         say(f"built in {sum(timings.values()):.0f}s: {d / 'bin'}")
         return d / "bin"
+
+
+def _prune(keep: Path, builds: int = 2) -> None:
+    """Keep the newest `builds` complete builds (this one and the one before it, say another
+    checkout's pins); each is about 1.5 GB with its images."""
+    done = sorted((p for p in CACHE_ROOT.iterdir() if (p / "build.json").exists() and p != keep),
+                  key=lambda p: (p / "build.json").stat().st_mtime, reverse=True)
+    for old in done[builds - 1:]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -250,7 +278,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.print_dir:
             print(out_dir() / "bin")
             return 0
-        ensure_built(lambda s: print(s, flush=True))
+        was_built = (out_dir() / "build.json").exists()
+        bin_dir = ensure_built(lambda s: print(s, flush=True))
+        if was_built:
+            v = versions()
+            print(f"Kubernetes {v['kubernetes']}, containerd {v['containerd']}, runc {v['runc']}, "
+                  f"CNI plugins {v['cni-plugins']}: already built for these pins in {bin_dir}")
     except BuildError as exc:
         print(f"labtwin build: {exc}", file=sys.stderr)
         return 1

@@ -9,6 +9,12 @@ preloads them. With the tags present, the kubelet pulls nothing.
   kube-proxy: the same plus this machine's iptables (nft backend, as the hosts use) and its
       extensions, which kube-proxy runs to program Services
   pause: the sandbox process (labtwin/k8s/pause) as /pause
+Not a kubeadm image, so written apart from kubeadm's list, under the tag labkit's inventory uses:
+  registry.k8s.io/sig-storage/nfs-subdir-external-provisioner:v4.0.2: the provisioner built from
+      labtwin/k8s/provisioner as /nfs-subdir-external-provisioner (the entrypoint, as upstream's
+      image), /persistentvolumes its mount point. Where it goes is not where kubeadm's go:
+      lab._start loads it into master's docker and cluster.import_images into the workers'
+      containerd only.
 """
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from labtwin.hosts.images import Image, ldd, save_archive
+from labtwin.hosts.images import PROVISIONER_TAG, Image, ldd, save_archive
 
 from . import build
 
@@ -74,6 +80,16 @@ def image_for(tag: str, bin_dir: Path) -> Image | None:
     return None  # coredns: the twin skips kubeadm's CoreDNS addon (nothing resolves names)
 
 
+def provisioner_image(bin_dir: Path) -> Image:
+    img = Image(PROVISIONER_TAG, {"Env": [PATH_ENV], "Entrypoint": ["/nfs-subdir-external-provisioner"]})
+    for d in ("/etc", "/tmp", "/persistentvolumes"):
+        img.add_dir(d, 0o1777 if d == "/tmp" else 0o755)
+    img.add_file("/etc/passwd", b"root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/:/sbin/nologin\n")
+    img.add_file("/etc/group", b"root:x:0:\nnogroup:x:65534:\n")
+    img.add_file("/nfs-subdir-external-provisioner", bin_dir / "nfs-subdir-external-provisioner", 0o755)
+    return img
+
+
 def archive_name(tag: str) -> str:
     return tag.rsplit("/", 1)[1].replace(":", "_") + ".tar"
 
@@ -103,5 +119,8 @@ def ensure_images(say=print) -> dict[str, Path]:
         say(f"  image {tag}")
         save_archive(img, out / archive_name(tag))
         made[tag] = archive_name(tag)
+    say(f"  image {PROVISIONER_TAG}")  # kubeadm does not list it
+    save_archive(provisioner_image(bin_dir), out / archive_name(PROVISIONER_TAG))
+    made[PROVISIONER_TAG] = archive_name(PROVISIONER_TAG)
     index.write_text(json.dumps(made, indent=1))
     return {t: out / a for t, a in made.items()}

@@ -118,6 +118,28 @@ def test_pods_pull_from_the_lab_registry_only_after_labkit_setup_registry(cluste
         assert "It works!" in cluster.sh("master", f"curl -sf -m 5 http://{ip}/"), p["metadata"]["name"]
 
 
+def test_labkits_host_steps_work_on_kubeadm_hosts_and_a_rerun_changes_nothing(cluster):
+    """setup-registry (already applied above), setup-nfs and build-images on hosts whose workers
+    run the kubelet on containerd 2.x; then all three again: no host changes."""
+    from labkit import flows
+    from labkit.inventory import load
+
+    inv = load(Path(cluster.inventory_path).parent / "inventory.test.yaml")
+    flows.setup_nfs(inv)
+    flows.build_images(inv)
+    tags = json.loads(cluster.sh("master", f"curl -sf http://{cluster.registry}/v2/web-httpd/tags/list"))
+    assert sorted(tags["tags"]) == ["v1", "v2"]
+    config_before = {n: cluster.sh(n, "cat /etc/containerd/config.toml") for n in ("node01", "node02")}
+    for step in (flows.setup_registry, flows.setup_nfs, flows.build_images):
+        result = step(inv)
+        assert result.report.changed_hosts == [], (step.__name__, result.report.hosts)
+    assert {n: cluster.sh(n, "cat /etc/containerd/config.toml") for n in ("node01", "node02")} == config_before
+    # the nodes still run the pods after labkit restarted their containerd once (setup-registry)
+    for n in cluster.kubectl_json("get nodes")["items"]:
+        ready = {c["type"]: c["status"] for c in n["status"]["conditions"]}["Ready"]
+        assert ready == "True", n["metadata"]["name"]
+
+
 def test_down_after_docker_pause_leaves_nothing_behind(cluster):
     from labtwin.hosts import lab
     from labtwin.hosts.kubeadm_node import KUBELET_SYSCTLS

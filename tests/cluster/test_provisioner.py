@@ -1,0 +1,217 @@
+"""The NFS provisioner image on the real cluster (issue 8): labtwin's build of
+nfs-subdir-external-provisioner (labtwin/k8s/provisioner, sig-storage-lib-external-provisioner
+v13) run from labkit's own RBAC and Deployment manifests against the kubeadm cluster's apiserver.
+
+Temporary stand-in until the mount.nfs helper lands: the Deployment's `nfs-client-root` volume is
+a hostPath of a directory on node01 (STAND_IN) instead of the NFS export, so what is checked here
+is the provisioner (PVs, directories, modes, deletes, RBAC), not NFS. The PVs still name the NFS
+server and export as on the lab (NFS_SERVER, NFS_PATH from the twin's inventory). Swap the volume
+back to labkit's `nfs:` one once pods can mount NFS.
+
+One RBAC addition to labkit's manifests: lib v13 elects its leader with a Lease
+(coordination.k8s.io), as client-go no longer has the Endpoints lock that upstream's v4.0.2 used,
+so the Role on endpoints alone would leave it waiting forever for the lock.
+
+Own twin (env LABTWIN_CLUSTER_NAME, default `ltk8s`; the first free /24 from clusterkit's
+FIRST_SUBNET, env LABTWIN_CLUSTER_SUBNET), one worker, taken down at the end.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+
+import pytest
+
+from clusterkit import FIRST_SUBNET, Cluster, cluster_config
+
+pytestmark = pytest.mark.cluster
+
+TAG = "registry.k8s.io/sig-storage/nfs-subdir-external-provisioner:v4.0.2"
+STAND_IN = "/srv/nfs-export-stand-in"  # on node01: the export's stand-in, see the docstring
+NODE = "node01"
+LEASE_RULES = [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                "verbs": ["get", "list", "watch", "create", "update", "patch"]}]
+REFUSED = 'cannot create resource "persistentvolumes" in API group "" at the cluster scope'
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    if os.geteuid() != 0:
+        pytest.fail("the cluster tests need root (the twin uses namespaces, mounts, cgroups)")
+    from labtwin.hosts import lab, network
+
+    lab.down(cluster_config(workers=1))
+    cfg = cluster_config(workers=1, subnet=network.free_subnet(FIRST_SUBNET))
+    try:
+        lab.up(cfg)
+        yield Cluster(cfg)
+    finally:
+        lab.down(cfg)
+
+
+def apply(cluster: Cluster, *objs: dict) -> None:
+    text = "\n".join(json.dumps(o) for o in objs)
+    cluster.sh("master", f"printf '%s\\n' {shlex.quote(text)} | kubectl apply -f - >/dev/null")
+
+
+def labkit_objects(cluster: Cluster) -> tuple[dict, list[dict]]:
+    """labkit's provisioner RBAC and Deployment for the twin's inventory, the Deployment's volume
+    swapped for the stand-in and kept on node01, plus the Lease Role lib v13 needs."""
+    from labkit import inventory, manifests
+
+    inv = inventory.load(cluster.inventory_path)
+    objs = [o for o in manifests.render(inv) if o["kind"] in
+            ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Deployment")]
+    dep = next(o for o in objs if o["kind"] == "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    (vol,) = pod["volumes"]
+    assert vol["nfs"] == {"server": cluster.hosts["master"], "path": inv.nfs.export}
+    pod["volumes"] = [{"name": vol["name"], "hostPath": {"path": STAND_IN, "type": "DirectoryOrCreate"}}]
+    pod["nodeSelector"] = {"kubernetes.io/hostname": NODE}
+    ns, sa = dep["metadata"]["namespace"], pod["serviceAccountName"]
+    name = f"leader-locking-leases-{sa}"
+    objs += [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": {"name": name, "namespace": ns}, "rules": LEASE_RULES},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": name, "namespace": ns},
+         "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}],
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}},
+    ]
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    return env, objs
+
+
+def storage_class(name: str, provisioner: str, reclaim: str = "Delete", **params: str) -> dict:
+    return {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": name},
+            "provisioner": provisioner, "reclaimPolicy": reclaim, "parameters": params}
+
+
+def claim(cluster: Cluster, name: str, sc: str, annotations: dict | None = None) -> None:
+    apply(cluster, {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": name, "annotations": annotations or {}},
+                    "spec": {"storageClassName": sc, "accessModes": ["ReadWriteOnce"],
+                             "resources": {"requests": {"storage": "1Mi"}}}})
+
+
+def bound_pv(cluster: Cluster, pvc: str) -> dict:
+    def bound():
+        c = cluster.kubectl_json(f"get pvc {pvc}")
+        return c["spec"].get("volumeName") if c["status"].get("phase") == "Bound" else None
+    return cluster.kubectl_json(f"get pv {cluster.wait_for(f'PVC {pvc} Bound', bound, timeout=60)}")
+
+
+def on_node(cluster: Cluster, cmd: str) -> str:
+    return cluster.sh(NODE, cmd).strip()
+
+
+def delete_claim(cluster: Cluster, pvc: str, pv: str) -> None:
+    cluster.kubectl(f"delete pvc {pvc} --wait=true")
+    cluster.wait_for(f"PV {pv} deleted by the provisioner",
+                     lambda: cluster.ssh("master", f"kubectl get pv {pv}")[0] != 0, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def prov(cluster):
+    """The provisioner running, leader; returns its env (PROVISIONER_NAME, NFS_SERVER, NFS_PATH)."""
+    env, objs = labkit_objects(cluster)
+    apply(cluster, *objs)
+    cluster.kubectl("rollout status deployment/nfs-client-provisioner --timeout=120s", timeout=150)
+    lease = env["PROVISIONER_NAME"].replace("/", "-")
+    holder = cluster.wait_for("the provisioner's Lease", lambda: cluster.ssh(
+        "master", f"kubectl get lease {lease} -o jsonpath='{{.spec.holderIdentity}}'")[1].strip(), timeout=60)
+    (pod,) = cluster.kubectl_json("get pods -l app=nfs-client-provisioner")["items"]
+    sa = f"system:serviceaccount:{pod['metadata']['namespace']}:{pod['spec']['serviceAccountName']}"
+    pod = pod["metadata"]["name"]
+    assert holder.startswith(pod + "_")  # <hostname>_<uuid>: leader election on a Lease
+    apply(cluster,
+          storage_class("prov-delete", env["PROVISIONER_NAME"], archiveOnDelete="false"),
+          storage_class("prov-archive", env["PROVISIONER_NAME"], archiveOnDelete="true"),
+          storage_class("prov-retain", env["PROVISIONER_NAME"], onDelete="retain"),
+          storage_class("prov-pattern", env["PROVISIONER_NAME"], onDelete="delete",
+                        pathPattern="${.PVC.namespace}/${.PVC.annotations.nfs.io/storage-path}"))
+    return env | {"pod": pod, "sa": sa}
+
+
+def test_the_image_is_where_an_offline_admin_has_it_and_nothing_is_pulled(cluster, prov):
+    entry = cluster.sh("master", f"docker image inspect {TAG} --format '{{{{json .Config.Entrypoint}}}}'")
+    assert json.loads(entry) == ["/nfs-subdir-external-provisioner"]  # the built one, not the placeholder
+    assert TAG not in cluster.sh("master", "ctr -n k8s.io images ls -q").split()
+    assert TAG in cluster.sh(NODE, "ctr -n k8s.io images ls -q").split()
+    assert cluster.ssh(NODE, f"docker image inspect {TAG}")[0] != 0
+    events = cluster.events_for(prov["pod"])
+    assert any(r == "Pulled" and "already present on machine" in m for r, m in events), events
+    logs = cluster.kubectl(f"logs {prov['pod']}")
+    assert 'version="v4.0.2-labtwin"' in logs and 'server="v1.37.2"' in logs, logs[-2000:]
+
+
+def test_a_claim_is_bound_to_a_0777_directory_named_after_it_and_removed_with_archive_false(cluster, prov):
+    claim(cluster, "claim-del", "prov-delete")
+    pv = bound_pv(cluster, "claim-del")
+    name = pv["metadata"]["name"]
+    assert name.startswith("pvc-")
+    d = f"default-claim-del-{name}"
+    assert pv["spec"]["nfs"] == {"server": prov["NFS_SERVER"], "path": f"{prov['NFS_PATH']}/{d}"}
+    assert pv["spec"]["persistentVolumeReclaimPolicy"] == "Delete"
+    assert pv["spec"]["storageClassName"] == "prov-delete"
+    assert pv["metadata"]["annotations"]["pv.kubernetes.io/provisioned-by"] == prov["PROVISIONER_NAME"]
+    assert on_node(cluster, f"stat -c '%F %a' {STAND_IN}/{d}") == "directory 777"
+    on_node(cluster, f"echo v1 > {STAND_IN}/{d}/index.html")
+
+    delete_claim(cluster, "claim-del", name)
+    assert d not in on_node(cluster, f"ls {STAND_IN}").split()
+    assert f"archived-{d}" not in on_node(cluster, f"ls {STAND_IN}").split()
+
+
+def test_archive_on_delete_true_renames_the_directory_and_keeps_its_content(cluster, prov):
+    claim(cluster, "claim-arch", "prov-archive")
+    name = bound_pv(cluster, "claim-arch")["metadata"]["name"]
+    d = f"default-claim-arch-{name}"
+    on_node(cluster, f"echo kept > {STAND_IN}/{d}/index.html")
+
+    delete_claim(cluster, "claim-arch", name)
+    entries = on_node(cluster, f"ls {STAND_IN}").split()
+    assert f"archived-{d}" in entries and d not in entries
+    assert on_node(cluster, f"cat {STAND_IN}/archived-{d}/index.html") == "kept"
+
+
+def test_on_delete_retain_keeps_the_directory(cluster, prov):
+    claim(cluster, "claim-ret", "prov-retain")
+    name = bound_pv(cluster, "claim-ret")["metadata"]["name"]
+    delete_claim(cluster, "claim-ret", name)
+    assert f"default-claim-ret-{name}" in on_node(cluster, f"ls {STAND_IN}").split()
+
+
+def test_path_pattern_names_the_directory_from_the_claim(cluster, prov):
+    claim(cluster, "claim-pat", "prov-pattern", {"nfs.io/storage-path": "web-data"})
+    pv = bound_pv(cluster, "claim-pat")
+    assert pv["spec"]["nfs"]["path"] == f"{prov['NFS_PATH']}/default/web-data"
+    assert on_node(cluster, f"stat -c '%F %a' {STAND_IN}/default/web-data") == "directory 777"
+    delete_claim(cluster, "claim-pat", pv["metadata"]["name"])
+    assert on_node(cluster, f"ls {STAND_IN}/default") == ""  # onDelete: delete
+
+
+def test_without_create_on_persistentvolumes_the_claim_stays_pending_with_the_refusal(cluster, prov):
+    _, objs = labkit_objects(cluster)
+    role = next(o for o in objs if o["kind"] == "ClusterRole")
+    full = json.loads(json.dumps(role))
+    for rule in role["rules"]:
+        if rule["resources"] == ["persistentvolumes"]:
+            rule["verbs"].remove("create")
+    apply(cluster, role)
+    try:
+        sa = prov["sa"]
+        assert cluster.ssh("master", f"kubectl auth can-i create persistentvolumes --as={sa}")[1].strip() == "no"
+        claim(cluster, "claim-denied", "prov-delete")
+        # lib v13 tries to save the PV 5 times, 10 s apart, then gives up with this event
+        events = cluster.wait_for("ProvisioningFailed on claim-denied", lambda: [
+            m for r, m in cluster.events_for("claim-denied") if r == "ProvisioningFailed"], timeout=150)
+        assert REFUSED in events[0] and sa in events[0], events
+        pvc = cluster.kubectl_json("get pvc claim-denied")
+        assert pvc["status"]["phase"] == "Pending" and not pvc["spec"].get("volumeName")
+        # the directory made before the refused save is cleaned up (archiveOnDelete "false")
+        d = f"default-claim-denied-pvc-{pvc['metadata']['uid']}"
+        cluster.wait_for(f"{d} removed", lambda: d not in on_node(cluster, f"ls {STAND_IN}").split(), timeout=60)
+    finally:
+        apply(cluster, full)
