@@ -99,6 +99,9 @@ def ganesha_block(path: str, clients: str, options: list[str], export_id: int) -
         "\tTransports = TCP;",
         "\tSecType = sys;",
         f"\tSquash = {squash};",
+        # labkit writes PV content on the server's own filesystem; ganesha's attribute cache
+        # (60 s by default) would keep serving the replaced file to clients for up to a minute.
+        "\tAttr_Expiration_Time = 0;",
     ]
     if clients == "*":
         lines.append(f"\tAccess_Type = {access};")

@@ -65,6 +65,9 @@ def test_rbac(objs, inv):
     role = by_kind(objs, "Role")
     assert role["rules"][0]["resources"] == ["endpoints"]
     assert {"get", "create", "update"} <= set(role["rules"][0]["verbs"])
+    # a provisioner on a newer client-go locks a Lease (no Endpoints lock there)
+    assert role["rules"][1]["apiGroups"] == ["coordination.k8s.io"] and role["rules"][1]["resources"] == ["leases"]
+    assert {"get", "create", "update"} <= set(role["rules"][1]["verbs"])
     rb = by_kind(objs, "RoleBinding")
     assert rb["roleRef"]["name"] == role["metadata"]["name"] and rb["roleRef"]["kind"] == "Role"
     assert rb["subjects"][0]["name"] == sa["metadata"]["name"]
