@@ -179,7 +179,7 @@ def repo_bind(cfg: TwinConfig, root: str) -> list[str]:
     """The Kubernetes units and kubectl run from this repo and its venv. The overlay shows only
     /'s own filesystem and /tmp, /run are private tmpfs in a host, so a clone elsewhere (CI clones
     anywhere) would be invisible: bind it read-only at the same path."""
-    if not cfg.kube:
+    if not (cfg.kube or cfg.kubeadm):  # kubeadm hosts: the mount.nfs helper runs from it
         return []
     repo = shlex.quote(str(REPO_ROOT))
     return [f"mkdir -p {root}{repo} && mount --bind {repo} {root}{repo}"
@@ -218,6 +218,8 @@ def boot_script(cfg: TwinConfig, host: HostSpec, paths: dict[str, Path]) -> str:
         f"touch {console} {r}/dev/console && mount --bind {console} {r}/dev/console",
         # The kubelet reads /dev/kmsg (OOM watcher) and dies without it; as kind does.
         *([f"ln -s console {r}/dev/kmsg"] if cfg.kubeadm else []),
+        # FUSE, for the mount.nfs helper (NFS over a userspace client: labtwin.nfsfuse).
+        *([f"mknod -m 666 {r}/dev/fuse c 10 229"] if cfg.kubeadm else []),
         f"mount -t tmpfs -o mode=755,nosuid,nodev run {r}/run",
         f"mount -t tmpfs -o mode=1777,nosuid,nodev tmp {r}/tmp",
         *repo_bind(cfg, r),

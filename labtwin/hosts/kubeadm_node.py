@@ -7,10 +7,12 @@ it); the seed only links them where the packages would put them.
 """
 from __future__ import annotations
 
+import os
+import shlex
 from pathlib import Path
 
 from . import rootfs
-from .config import HostSpec, TwinConfig
+from .config import REPO_ROOT, HostSpec, TwinConfig
 
 PAUSE_TAG = "registry.k8s.io/pause:3.10.2"
 RUNTIME_BINARIES = ("containerd", "containerd-shim-runc-v2", "ctr")
@@ -84,9 +86,22 @@ ExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELE
 CRICTL_YAML = "runtime-endpoint: unix:///run/containerd/containerd.sock\nimage-endpoint: unix:///run/containerd/containerd.sock\n"
 
 # The kubelet sets these machine-wide sysctls at start (setupKernelTunables) and fails if it
-# cannot; the twin records the machine's values before and puts them back at down.
+# cannot; the twin records the machine's values before and puts them back at down (when no
+# other twin still runs).
 KUBELET_SYSCTLS = ("vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
                    "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes")
+
+
+# No kernel NFS client here: util-linux mount runs this helper for `mount -t nfs` (the kubelet's
+# nfs volume plugin), an NFSv3 client over FUSE (labtwin/nfsfuse) in place of nfs-utils' own.
+MOUNT_NFS_SCRIPT = "/usr/local/lib/labtwin/mount.nfs"
+
+
+def mount_nfs_script() -> str:
+    py = shlex.quote(str(REPO_ROOT / ".venv" / "bin" / "python"))
+    return ("#!/bin/sh\n# labtwin: NFS through a userspace NFSv3 client over FUSE (labtwin.nfsfuse)\n"
+            f"NFSFUSE_PROG=${{0##*/}} PYTHONPATH={shlex.quote(str(REPO_ROOT))} "
+            f'exec {py} -m labtwin.nfsfuse.mount "$@"\n')
 
 
 def seed(cfg: TwinConfig, host: HostSpec, seed_dir: Path, bin_dir: Path) -> None:
@@ -108,6 +123,12 @@ def seed(cfg: TwinConfig, host: HostSpec, seed_dir: Path, bin_dir: Path) -> None
     w(seed_dir, "/etc/crictl.yaml", CRICTL_YAML)
     rootfs.seed_dir(seed_dir, "/etc/cni/net.d")
     rootfs.seed_dir(seed_dir, "/etc/kubernetes/manifests")
+    # Links in place of nfs-common's setuid binaries (cp -a onto them would keep the setuid bit);
+    # /sbin is /usr/sbin on a merged-/usr system, and a seed dir cannot replace a symlink.
+    w(seed_dir, MOUNT_NFS_SCRIPT, mount_nfs_script(), 0o755)
+    sbin = os.path.realpath("/sbin")
+    link(seed_dir, f"{sbin}/mount.nfs", MOUNT_NFS_SCRIPT)
+    link(seed_dir, f"{sbin}/mount.nfs4", MOUNT_NFS_SCRIPT)
 
 
 def mount_lines(cfg: TwinConfig, host: HostSpec, root: str, host_dir: Path) -> list[str]:
@@ -123,15 +144,29 @@ def mount_lines(cfg: TwinConfig, host: HostSpec, root: str, host_dir: Path) -> l
     return lines
 
 
+# Every host's systemd, kubelet and containerd take inotify instances from one per-user pool
+# (128 by default): with two clusters up, a new host's systemd died at inotify_init1 (measured
+# here). kind's known-issues page asks for these values; up raises lower ones.
+INOTIFY_MINIMUMS = {"fs/inotify/max_user_instances": 512, "fs/inotify/max_user_watches": 524288}
+MACHINE_SYSCTLS = (*KUBELET_SYSCTLS, *INOTIFY_MINIMUMS)
+
+
 def read_sysctls() -> dict[str, str]:
-    return {k: Path("/proc/sys", k).read_text().strip() for k in KUBELET_SYSCTLS}
+    return {k: Path("/proc/sys", k).read_text().strip() for k in MACHINE_SYSCTLS}
+
+
+def raise_inotify_limits() -> None:
+    for k, minimum in INOTIFY_MINIMUMS.items():
+        p = Path("/proc/sys", k)
+        if int(p.read_text()) < minimum:
+            p.write_text(str(minimum))
 
 
 def restore_sysctls(saved: dict[str, str]) -> list[str]:
     did = []
     for k, v in saved.items():
         p = Path("/proc/sys", k)
-        if k in KUBELET_SYSCTLS and p.read_text().strip() != v:
+        if k in MACHINE_SYSCTLS and p.read_text().strip() != v:
             p.write_text(v)
             did.append(f"restored sysctl {k.replace('/', '.')}={v}")
     return did
