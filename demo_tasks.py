@@ -1,6 +1,7 @@
 """`invoke demo`: the whole seed procedure on the one-box lab, from nothing to the verify table.
 
-twin up (three hosts with the Kubernetes twin) -> setup-registry, setup-nfs, build-images,
+twin up --kubeadm (three hosts and a real kubeadm cluster: upstream Kubernetes built from its Go
+modules, see the README) -> setup-registry, setup-nfs, build-images,
 deploy, scale, write-v2, verify against the twin's inventory -> how to look around and tear down.
 Instance: env LABTWIN_NAME / LABTWIN_STATE / LABTWIN_SUBNET like the `twin` tasks, so
 `invoke twin.ssh master` and `invoke twin.down` reach the same twin.
@@ -13,15 +14,16 @@ from invoke import Exit, task
 @task(help={"subnet": "IPv4 subnet of the twin (env LABTWIN_SUBNET, default 10.213.20.0/24)",
             "timeout": "seconds to wait for each rollout"})
 def demo(c, subnet: str | None = None, timeout: int = 600):
-    """Bring up the twin lab with Kubernetes, run the whole labkit flow on it, show how to look around."""
+    """Bring up the twin lab with a real kubeadm cluster, run the whole labkit flow on it, show how to look around."""
     from labkit import flows_kube, ui
     from labkit.errors import LabkitError
     from labkit.inventory import load
     from labtwin.cli import main as twin_cli
     from labtwin.hosts.config import TwinConfig, TwinError
 
-    ui.heading("1/2  twin up: master, node01, node02 (namespaces + systemd + sshd + dockerd) with the Kubernetes twin")
-    rc = twin_cli(["up", "--kube", *(["--subnet", subnet] if subnet else [])])
+    ui.heading("1/2  twin up: master, node01, node02 (namespaces + systemd + sshd + docker + containerd), "
+               "a Kubernetes cluster made with kubeadm")
+    rc = twin_cli(["up", "--kubeadm", *(["--subnet", subnet] if subnet else [])])
     if rc != 0:
         raise Exit("demo: twin up failed (see the message above); `invoke twin.down` clears leftovers", code=rc)
     try:

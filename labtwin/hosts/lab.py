@@ -126,9 +126,10 @@ def _down(cfg: TwinConfig) -> list[str]:
     for mnt in _mounts_under(cfg.state_dir):
         subprocess.run(["umount", "-l", mnt], check=False)
         did.append(f"unmounted {mnt}")
-    # 5. The machine-wide sysctls the kubelet set, back to what they were before up.
+    # 5. The machine-wide sysctls (the kubelet's, inotify limits) back to what they were before
+    #    up, unless another twin still runs on them.
     saved = _read_json(cfg.state_dir / "sysctl.json")
-    if saved:
+    if saved and not _other_twins_running(cfg):
         did += kubeadm_node.restore_sysctls(saved)
     # 6. Files: the whole state dir but the image cache.
     if cfg.state_dir.exists():
@@ -137,6 +138,18 @@ def _down(cfg: TwinConfig) -> list[str]:
                 shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
                 did.append(f"removed {p}")
     return did
+
+
+def _other_twins_running(cfg: TwinConfig) -> bool:
+    """Any other twin's host still alive (state dirs beside this one's, by their pids.json)."""
+    for pids in cfg.state_dir.parent.glob("*/pids.json"):
+        if pids.parent == cfg.state_dir:
+            continue
+        other = _read_json(pids) or {}
+        if any(hostmod.proc_alive(e["init"]["pid"], e["init"]["start"])
+               for e in other.values() if isinstance(e, dict) and "init" in e):
+            return True
+    return False
 
 
 # --- up -------------------------------------------------------------------------------------
@@ -239,6 +252,7 @@ def _start(cfg: TwinConfig, k8s: K8sBuild | None = None) -> None:
     (cfg.state_dir / "twin.json").write_text(json.dumps(_config_record(cfg)))
     if k8s:
         (cfg.state_dir / "sysctl.json").write_text(json.dumps(kubeadm_node.read_sysctls()))
+        kubeadm_node.raise_inotify_limits()
     pub = _client_key(cfg)
     cfg.nfs_disk.mkdir(parents=True, exist_ok=True)
     network.create_bridge(cfg)

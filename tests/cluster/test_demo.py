@@ -1,25 +1,39 @@
-"""`invoke demo` (the README's `make demo` after the installs) on a fresh twin: the whole flow to a
-green verify, then the way to look around it prints actually works."""
+"""`invoke demo` (the README's `make demo` after the installs): a kubeadm twin made from nothing,
+the whole flow on it to a green verify, then the way to look around it prints actually works."""
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from e2ekit import INVOKE, REPO
+from clusterkit import FIRST_SUBNET, cluster_config
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.cluster
+REPO = Path(__file__).resolve().parents[2]
+INVOKE = Path(sys.executable).parent / "invoke"
 
 
-def test_demo_runs_the_whole_flow_and_its_hints_work(e2e):
-    env = {**os.environ, "LABTWIN_NAME": e2e.cfg.name, "LABTWIN_STATE": str(e2e.cfg.state_dir),
-           "LABTWIN_SUBNET": str(e2e.cfg.subnet), "COLUMNS": "200"}
+@pytest.fixture
+def cfg():
+    from labtwin.hosts import lab, network
+
+    lab.down(cluster_config())
+    c = cluster_config(subnet=network.free_subnet(FIRST_SUBNET))
+    yield c
+    lab.down(c)
+
+
+def test_demo_runs_the_whole_flow_and_its_hints_work(cfg):
+    env = {**os.environ, "LABTWIN_NAME": cfg.name, "LABTWIN_STATE": str(cfg.state_dir),
+           "LABTWIN_SUBNET": str(cfg.subnet), "COLUMNS": "200"}
     p = subprocess.run([str(INVOKE), "demo"], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     out = p.stdout + p.stderr
     assert p.returncode == 0, out[-4000:]
     for text in ("1/2  twin up", "2/2  the seed flow", "4 new PVC/PV pair(s)", "verify: 10/10 pods ok",
-                 f"LABTWIN_NAME={e2e.cfg.name} invoke twin.ssh master", "invoke twin.down"):
+                 f"LABTWIN_NAME={cfg.name} invoke twin.ssh master", "a Kubernetes cluster made with kubeadm", "invoke twin.down"):
         assert text in out, text
     # the twin it reports on is the one still up, and the hint reaches kubectl on master
     look = subprocess.run([str(INVOKE), "twin.ssh", "master", "--command", "kubectl get pods -o name"],
