@@ -82,16 +82,17 @@ class TwinConfig:
     def from_env(cls, name: str | None = None, state: str | os.PathLike | None = None,
                  subnet: str | None = None, kube: bool = False, kubeadm: bool = False,
                  workers: int | None = None) -> "TwinConfig":
-        """Arguments win over env (LABTWIN_NAME, LABTWIN_STATE, LABTWIN_SUBNET), then the subnet
-        the running twin was started with (so status/ssh/down need no repeat), then defaults."""
+        """Arguments win over env (LABTWIN_NAME, LABTWIN_STATE, LABTWIN_SUBNET, LABTWIN_WORKERS),
+        then what the running twin was started with (so status/ssh/down need no repeat), then
+        defaults."""
         name = name or os.environ.get("LABTWIN_NAME") or DEFAULT_NAME
         state = state or os.environ.get("LABTWIN_STATE") or STATE_ROOT / name
-        subnet = subnet or os.environ.get("LABTWIN_SUBNET") or _saved(Path(state)).get("subnet") or DEFAULT_SUBNET
+        saved = _saved(Path(state))
+        subnet = subnet or os.environ.get("LABTWIN_SUBNET") or saved.get("subnet") or DEFAULT_SUBNET
         try:
             net = ipaddress.IPv4Network(subnet, strict=True)
         except ValueError as exc:
             raise TwinError(f"subnet {subnet!r} is not an IPv4 network like 10.213.20.0/24: {exc}") from None
-        saved = _saved(Path(state))
         if workers is None:
             workers = int(os.environ.get("LABTWIN_WORKERS") or saved.get("workers") or DEFAULT_WORKERS)
         return cls(name=name, state_dir=Path(state).resolve(), subnet=net, kube=kube, kubeadm=kubeadm,

@@ -3,6 +3,7 @@ then a clean start of a bigger lab, where a DaemonSet puts one web pod on every 
 master curls each of them."""
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import signal
@@ -84,7 +85,6 @@ def test_four_workers_are_real_nodes_and_each_runs_a_pod_master_can_reach(cfg):
     c.kubectl("rollout status daemonset/web --timeout=120s", timeout=150)
     pods = c.kubectl_json("get pods -l app=web")["items"]
     assert sorted(p["spec"]["nodeName"] for p in pods) == ["node01", "node02", "node03", "node04"]
-    import ipaddress
     for p in pods:
         node, ip = p["spec"]["nodeName"], p["status"]["podIP"]
         assert ipaddress.ip_address(ip) in ipaddress.ip_network(cidrs[node]), (node, ip)
