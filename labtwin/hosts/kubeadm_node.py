@@ -134,7 +134,6 @@ def seed(cfg: TwinConfig, host: HostSpec, seed_dir: Path, bin_dir: Path) -> None
 def mount_lines(cfg: TwinConfig, host: HostSpec, root: str, host_dir: Path) -> list[str]:
     """containerd's and the kubelet's state on a real ext4 dir: overlayfs snapshots cannot stack
     on the overlay root, and the kubelet's volume mounts want a mount point of their own."""
-    import shlex
     q = shlex.quote
     lines = []
     for path, sub in (("/var/lib/containerd", "containerd"), ("/var/lib/kubelet", "kubelet")):
