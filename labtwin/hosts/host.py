@@ -80,6 +80,21 @@ def thaw_cgroups(cfg: TwinConfig) -> list[str]:
     return did
 
 
+def other_twins_running(cfg: TwinConfig) -> bool:
+    """Whether another twin (any name, any state dir) has a process in its cgroups."""
+    for h in cgroup_hierarchies():
+        for base in h.glob("labtwin.*"):
+            if base.name == cfg.cgroup_name:
+                continue
+            for root, _, _ in os.walk(base):
+                try:
+                    if (Path(root) / "cgroup.procs").read_text().strip():
+                        return True
+                except OSError:
+                    pass
+    return False
+
+
 def twin_cgroup_pids(cfg: TwinConfig) -> set[int]:
     pids: set[int] = set()
     for d in twin_cgroup_dirs(cfg):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import json
 from pathlib import Path
 
 from . import rootfs
@@ -161,11 +162,27 @@ def raise_inotify_limits() -> None:
             p.write_text(str(minimum))
 
 
-def restore_sysctls(saved: dict[str, str]) -> list[str]:
+def record_machine_sysctls(record: Path) -> None:
+    """The machine's own values, written by the first kubeadm twin up only: a twin started
+    while another runs would otherwise take the values the first one set for the machine's."""
+    if not record.exists():
+        record.parent.mkdir(parents=True, exist_ok=True)
+        tmp = record.with_suffix(".tmp")
+        tmp.write_text(json.dumps(read_sysctls()))
+        tmp.replace(record)
+
+
+def restore_machine_sysctls(record: Path) -> list[str]:
+    """Put the recorded values back and drop the record (call when the last twin goes down)."""
+    try:
+        saved = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return []
     did = []
     for k, v in saved.items():
         p = Path("/proc/sys", k)
         if k in MACHINE_SYSCTLS and p.read_text().strip() != v:
             p.write_text(v)
             did.append(f"restored sysctl {k.replace('/', '.')}={v}")
+    record.unlink()
     return did

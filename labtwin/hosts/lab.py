@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import cluster, images, inventory, kube_units, kubeadm_node, network, rootfs
 from . import host as hostmod
-from .config import HostSpec, TwinConfig, TwinError
+from .config import SYSCTL_RECORD, HostSpec, TwinConfig, TwinError
 
 READY_TIMEOUT = 30.0
 
@@ -128,9 +128,8 @@ def _down(cfg: TwinConfig) -> list[str]:
         did.append(f"unmounted {mnt}")
     # 5. The machine-wide sysctls (the kubelet's, inotify limits) back to what they were before
     #    up, unless another twin still runs on them.
-    saved = _read_json(cfg.state_dir / "sysctl.json")
-    if saved and not _other_twins_running(cfg):
-        did += kubeadm_node.restore_sysctls(saved)
+    if not hostmod.other_twins_running(cfg):
+        did += kubeadm_node.restore_machine_sysctls(SYSCTL_RECORD)
     # 6. Files: the whole state dir but the image cache.
     if cfg.state_dir.exists():
         for p in cfg.state_dir.iterdir():
@@ -138,18 +137,6 @@ def _down(cfg: TwinConfig) -> list[str]:
                 shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
                 did.append(f"removed {p}")
     return did
-
-
-def _other_twins_running(cfg: TwinConfig) -> bool:
-    """Any other twin's host still alive (state dirs beside this one's, by their pids.json)."""
-    for pids in cfg.state_dir.parent.glob("*/pids.json"):
-        if pids.parent == cfg.state_dir:
-            continue
-        other = _read_json(pids) or {}
-        if any(hostmod.proc_alive(e["init"]["pid"], e["init"]["start"])
-               for e in other.values() if isinstance(e, dict) and "init" in e):
-            return True
-    return False
 
 
 # --- up -------------------------------------------------------------------------------------
@@ -251,7 +238,7 @@ def _start(cfg: TwinConfig, k8s: K8sBuild | None = None) -> None:
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
     (cfg.state_dir / "twin.json").write_text(json.dumps(_config_record(cfg)))
     if k8s:
-        (cfg.state_dir / "sysctl.json").write_text(json.dumps(kubeadm_node.read_sysctls()))
+        kubeadm_node.record_machine_sysctls(SYSCTL_RECORD)
         kubeadm_node.raise_inotify_limits()
     pub = _client_key(cfg)
     cfg.nfs_disk.mkdir(parents=True, exist_ok=True)

@@ -142,13 +142,17 @@ def test_labkits_host_steps_work_on_kubeadm_hosts_and_a_rerun_changes_nothing(cl
 
 def test_down_after_docker_pause_leaves_nothing_behind(cluster):
     from labtwin.hosts import lab
+    from labtwin.hosts.config import SYSCTL_RECORD
+    from labtwin.hosts.host import other_twins_running
     from labtwin.hosts.kubeadm_node import MACHINE_SYSCTLS
 
-    saved = json.loads((cluster.cfg.state_dir / "sysctl.json").read_text())
+    saved = json.loads(SYSCTL_RECORD.read_text())
+    assert int(Path("/proc/sys/fs/inotify/max_user_instances").read_text()) >= 512
     cluster.sh("node01", "docker run -d --name paused httpd:2.4 >/dev/null && docker pause paused")
     assert "FROZEN" in cluster.sh("node01", "cat /sys/fs/cgroup/freezer/docker/*/freezer.state")
-    others = lab._other_twins_running(cluster.cfg)
+    others = other_twins_running(cluster.cfg)
     lab.down(cluster.cfg)
     assert lab.leftovers(cluster.cfg) == []
     if not others:  # the machine's own values are back (another twin would still need them)
         assert {k: Path("/proc/sys", k).read_text().strip() for k in MACHINE_SYSCTLS} == saved
+        assert not SYSCTL_RECORD.exists()
