@@ -12,7 +12,7 @@ DEFAULT_NAME = "labtwin"
 DEFAULT_SUBNET = "10.213.20.0/24"
 STATE_ROOT = Path("/var/lib/labtwin")
 # Machine-wide sysctls as they were before the first kubeadm twin changed them (one for all twins).
-SYSCTL_RECORD = Path("/var/lib/labtwin-machine/sysctls.json")
+SYSCTL_RECORD = STATE_ROOT / "machine-sysctls.json"
 # Interface names are limited to 15 chars; "<name>-br" and "<name>-<n>" must fit.
 NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 # The seed's last octets (192.168.20.6/.7/.8) kept on the twin's subnet; more workers follow.
