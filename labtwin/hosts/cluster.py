@@ -123,16 +123,19 @@ def _preloaded(tag: str, is_master: bool) -> bool:
     return is_master or any(n in tag for n in ("/pause:", "/kube-proxy:"))
 
 
-def node_cidrs(pid: int) -> dict[str, str]:
+def _nodes(pid: int) -> list[dict]:
     out = _sh(pid, "master", f"{KUBECONFIG} kubectl get nodes -o json", "kubectl get nodes")
-    return {n["metadata"]["name"]: n["spec"].get("podCIDR", "") for n in json.loads(out)["items"]}
+    return json.loads(out)["items"]
+
+
+def node_cidrs(pid: int) -> dict[str, str]:
+    return {n["metadata"]["name"]: n["spec"].get("podCIDR", "") for n in _nodes(pid)}
 
 
 def nodes_not_ready(pid: int, names: list[str]) -> dict[str, str]:
     """name -> why, for every node of `names` that is not Ready (the kubelet's own message)."""
-    out = _sh(pid, "master", f"{KUBECONFIG} kubectl get nodes -o json", "kubectl get nodes")
     ready = {n["metadata"]["name"]: next((c for c in n["status"].get("conditions", []) if c["type"] == "Ready"), {})
-             for n in json.loads(out)["items"]}
+             for n in _nodes(pid)}
     return {name: ready.get(name, {}).get("message", "not registered") for name in names
             if ready.get(name, {}).get("status") != "True"}
 

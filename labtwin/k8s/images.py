@@ -23,7 +23,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from labtwin.hosts.images import PROVISIONER_TAG, Image, ldd, save_archive
+from labtwin.hosts.images import PROVISIONER_TAG, Image, save_archive
 
 from . import build
 
