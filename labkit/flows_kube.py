@@ -14,7 +14,7 @@ from typing import Any
 
 from labkit import content, expected, manifests, ui
 from labkit import verify as verify_mod
-from labkit.errors import HostError, OperationError
+from labkit.errors import HostError, LabkitError, OperationError
 from labkit.facts import kube as kf
 from labkit.operations import kube as kube_ops
 from labkit.remote import HostConnection, close_all, command_counts, connect
@@ -39,15 +39,28 @@ def _names(inv):
     return k.namespace, k.statefulset.name, f"{k.statefulset.claim_template}-{k.statefulset.name}-"
 
 
-def _wait(host: HostConnection, command, timeout: int) -> str:
+def _wait(host: HostConnection, command, timeout: int, inv=None) -> str:
+    """Run a rollout wait; when it fails, say why: the pods and claims that block it, each with
+    its latest event and the fix (``facts.kube.WaitBlockers``, one more kubectl command)."""
     ui.line(host.name, "wait", "running", command.description)
     res = host.run(command.command, sudo=command.sudo, timeout=timeout + 30, check=False)
     last = (res.stdout.strip() or res.stderr.strip()).splitlines()
     if res.exited != 0:
+        why = _blockers(host, inv) if inv is not None else []
         raise HostError(host.name, f"{command.description} failed (exit {res.exited}): "
-                                   f"{' | '.join(last[-3:]) or 'no output'}")
+                                   f"{' | '.join(last[-3:]) or 'no output'}"
+                        + "".join(f"\n  {line}" for line in why))
     ui.line(host.name, "wait", "ok", last[-1] if last else "")
     return res.stdout
+
+
+def _blockers(host: HostConnection, inv) -> list[str]:
+    ns, name, prefix = _names(inv)
+    try:
+        found = gather(host, {"b": kf.WaitBlockers(ns, (f"{name}-", f"{manifests.PROVISIONER_SA}-"), prefix)})
+    except LabkitError as exc:  # the wait's own failure is the news; this is only the why
+        return [f"(could not read why: {exc})"]
+    return kf.describe_blockers(found["b"]) or ["(no pod or claim reports a reason yet)"]
 
 
 def _run_on_control_plane(cp: HostConnection, step: Step, title: str, plan: bool) -> RunReport:
@@ -153,8 +166,8 @@ def deploy(inv, *, plan: bool = False, timeout: int = DEFAULT_TIMEOUT, rewrite_c
         result = KubeResult(report, {"sts": seen.get("sts")}, hosts=hosts)
         if plan:
             return result
-        _wait(cp, kube_ops.rollout_status("deployment", manifests.PROVISIONER_SA, ns, timeout), timeout)
-        _wait(cp, kube_ops.rollout_status("statefulset", name, ns, timeout), timeout)
+        _wait(cp, kube_ops.rollout_status("deployment", manifests.PROVISIONER_SA, ns, timeout), timeout, inv)
+        _wait(cp, kube_ops.rollout_status("statefulset", name, ns, timeout), timeout, inv)
         result.details["content"] = content_step(inv, hosts, if_missing=not rewrite_content, title="content")
         return result
     finally:
@@ -192,7 +205,7 @@ def scale(inv, *, replicas: int | None = None, image_tag: str | None = None, par
         result = KubeResult(report, hosts=hosts)
         if plan:
             return result
-        _wait(cp, kube_ops.rollout_status("statefulset", name, ns, timeout), timeout)
+        _wait(cp, kube_ops.rollout_status("statefulset", name, ns, timeout), timeout, inv)
         after = gather(cp, _set_facts(inv))
         pv_by = {v.name: v for v in after["pvs"]}
         new = [c for c in after["pvcs"] if c.name not in before.get("pvcs", set())]

@@ -369,3 +369,133 @@ class Objects(KubectlFact):
             meta = obj.get("metadata") or {}
             out[(obj.get("kind"), meta.get("namespace", ""), meta.get("name"))] = obj
         return out
+
+
+# ---- why a rollout does not finish ---------------------------------------------
+
+@dataclass(frozen=True)
+class Blocker:
+    """A pod that is not Ready or a PVC that is not Bound, with the latest event about it."""
+    kind: str               # "pod" or "pvc"
+    name: str
+    state: str              # Pending, ContainerCreating, ImagePullBackOff, Running (not ready), ...
+    reason: str | None      # the latest Warning event's reason (or, for a PVC, the latest event's)
+    message: str | None
+    fix: str | None         # what to do, when the reason says
+
+
+def fix_for(reason: str | None, message: str | None) -> str | None:
+    """What the user can do about a blocking event (None: nothing labkit can say)."""
+    msg = message or ""
+    if "server gave HTTP response to HTTPS client" in msg:
+        return "the node's container runtime does not trust the lab registry: run `invoke setup-registry`"
+    if reason in ("ErrImagePull", "ImagePullBackOff", "Failed") and "pull" in msg.lower():
+        return "check that the image exists in the lab registry (`invoke build-images`) and the node can reach it"
+    if reason == "FailedMount":
+        return ("the node cannot mount the NFS export: check that the NFS server runs and exports "
+                "nfs.export (`invoke setup-nfs`, then `invoke doctor`)")
+    if reason == "ProvisioningFailed" and "forbidden" in msg:
+        return ("the provisioner's RBAC refuses it: `invoke deploy` puts labkit's ClusterRole and Role "
+                "back")
+    if reason == "ProvisioningFailed":
+        return "check nfs.export and the provisioner's NFS_PATH (kubectl logs deploy/nfs-client-provisioner)"
+    if reason == "ExternalProvisioning":
+        return ("no provisioner acts for this StorageClass: check that the provisioner pod runs "
+                "(kubectl get pods -l app=nfs-client-provisioner) and its PROVISIONER_NAME")
+    return None
+
+
+def _natural(name: str) -> tuple:
+    """'statefulset-10' after 'statefulset-9'."""
+    head, _, tail = name.rpartition("-")
+    return (head, int(tail)) if tail.isdigit() else (name, -1)
+
+
+def _event_time(ev: dict) -> str:
+    return (ev.get("lastTimestamp") or ev.get("eventTime") or (ev.get("series") or {}).get("lastObservedTime")
+            or (ev.get("metadata") or {}).get("creationTimestamp") or "")
+
+
+def _latest_event(events: list[dict], kind: str, name: str, uid: str | None, warning_only: bool) -> dict | None:
+    mine = [e for e in events
+            if (e.get("involvedObject") or {}).get("kind") == kind
+            and (e.get("involvedObject") or {}).get("name") == name
+            and (uid is None or (e.get("involvedObject") or {}).get("uid") in (None, uid))
+            and (not warning_only or e.get("type") == "Warning")]
+    return max(mine, key=_event_time) if mine else None
+
+
+def _pod_state(obj: dict) -> str:
+    status = obj.get("status") or {}
+    for cs in status.get("containerStatuses") or []:
+        waiting = (cs.get("state") or {}).get("waiting")
+        if waiting and waiting.get("reason"):
+            return waiting["reason"]
+    return status.get("phase") or "Unknown"
+
+
+class WaitBlockers(KubectlFact):
+    """What keeps a rollout from finishing, read in one command: every pod named
+    ``<prefix>...`` that is not Ready and every PVC named ``<pvc_prefix><ordinal>`` that is not
+    Bound, each with its latest Warning event (a PVC's latest event of any type: the PV
+    controller's ExternalProvisioning is a Normal one) and what to do about it."""
+
+    def __init__(self, namespace: str, pod_prefixes: tuple[str, ...] | list[str], pvc_prefix: str):
+        self.namespace, self.pod_prefixes, self.pvc_prefix = namespace, tuple(pod_prefixes), pvc_prefix
+
+    def build(self) -> str:
+        return f"{KUBECTL} get pods,pvc,events -n {_q(self.namespace)} -o json"
+
+    def process(self, result: FactResult) -> list[Blocker]:
+        items = _items(_json(result, "pods, PVCs and events"))
+        events = [o for o in items if o.get("kind") == "Event"]
+        out = []
+        for obj in items:
+            meta = obj.get("metadata") or {}
+            name, uid = meta.get("name", ""), meta.get("uid")
+            if obj.get("kind") == "Pod" and name.startswith(self.pod_prefixes):
+                if parse_pod(obj).ready or (obj.get("status") or {}).get("phase") == "Succeeded":
+                    continue
+                ev = _latest_event(events, "Pod", name, uid, warning_only=True)
+                state = _pod_state(obj)
+                if state == "Running":
+                    state = "Running, not Ready"
+                waiting = next(((cs.get("state") or {}).get("waiting") for cs in
+                                (obj.get("status") or {}).get("containerStatuses") or []
+                                if (cs.get("state") or {}).get("waiting")), None) or {}
+                reason = ev.get("reason") if ev else waiting.get("reason")
+                message = ev.get("message") if ev else waiting.get("message")
+            elif obj.get("kind") == "PersistentVolumeClaim":
+                tail = name[len(self.pvc_prefix):]
+                if not (name.startswith(self.pvc_prefix) and tail.isdigit()):
+                    continue
+                state = (obj.get("status") or {}).get("phase") or "Unknown"
+                if state == "Bound":
+                    continue
+                ev = (_latest_event(events, "PersistentVolumeClaim", name, uid, warning_only=True)
+                      or _latest_event(events, "PersistentVolumeClaim", name, uid, warning_only=False))
+                reason, message = (ev.get("reason"), ev.get("message")) if ev else (None, None)
+            else:
+                continue
+            out.append(Blocker("pod" if obj["kind"] == "Pod" else "pvc", name, state, reason,
+                               " ".join((message or "").split()) or None, fix_for(reason, message)))
+        return sorted(out, key=lambda b: (b.kind, _natural(b.name)))
+
+
+def describe_blockers(blockers: list[Blocker]) -> list[str]:
+    """One line per kind of trouble: blockers with the same state, reason and fix share a line
+    (a stopped NFS server fails every pod's readiness probe alike), named and counted, with the
+    first one's message: `pvc test-statefulset-6 Pending: ProvisioningFailed: <message> -> <fix>`."""
+    groups: dict[tuple, list[Blocker]] = {}
+    for b in blockers:
+        groups.setdefault((b.kind, b.state, b.reason, b.fix), []).append(b)
+    lines = []
+    for (kind, state, reason, fix), members in groups.items():
+        names = ", ".join(m.name for m in members)
+        line = f"{kind} {names} {state}" if len(members) == 1 else f"{kind}s {names} ({len(members)}) {state}"
+        if reason:
+            line += f": {reason}: {members[0].message or ''}".rstrip()
+        if fix:
+            line += f" -> {fix}"
+        lines.append(line)
+    return lines

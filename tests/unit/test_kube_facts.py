@@ -91,3 +91,45 @@ def test_image_tag():
     assert kube._tag("10.0.0.1:5000/web-httpd") is None
     assert kube._tag("web@sha256:abc") is None
     assert kube._tag("[fd00::6]:5000/web:v1") == "v1"
+
+
+def _blockers(name: str) -> list:
+    d = json.loads((ROOT / "tests/data/facts/kube" / f"{name}.json").read_text())
+    return getattr(kube, d["fact"])(**d["args"]).process(FactResult(json.dumps(d["stdout"])))
+
+
+def test_wait_blockers_name_the_refused_permission_and_the_fix():
+    lines = kube.describe_blockers(_blockers("blockers-rbac-forbidden"))
+    assert len(lines) == 2
+    assert lines[0].startswith("pod statefulset-10 Pending: FailedScheduling: ")
+    assert lines[1].startswith("pvc test-statefulset-10 Pending: ProvisioningFailed: ")
+    assert 'cannot create resource "persistentvolumes"' in lines[1]
+    assert lines[1].endswith("-> the provisioner's RBAC refuses it: `invoke deploy` puts labkit's ClusterRole "
+                             "and Role back")
+
+
+def test_wait_blockers_group_alike_pods_and_show_the_failed_mount():
+    lines = kube.describe_blockers(_blockers("blockers-nfs-server-stopped"))
+    assert lines[0].startswith("pods statefulset-0, statefulset-1, ") and "statefulset-9, statefulset-10 (11) " \
+        "Running, not Ready: Unhealthy: Readiness probe failed" in lines[0]
+    assert lines[1].startswith("pod statefulset-11 ContainerCreating: FailedMount: MountVolume.SetUp failed")
+    assert "mount failed: exit status 32" in lines[1] and "-> the node cannot mount the NFS export" in lines[1]
+
+
+def test_wait_blockers_quote_the_namespace():
+    assert kube.WaitBlockers("a b", ("x-",), "c-").build() == "kubectl get pods,pvc,events -n 'a b' -o json"
+
+
+@pytest.mark.parametrize("reason, message, fix", [
+    ("Failed", 'Failed to pull image "10.0.0.6:5000/web:v1": failed to resolve reference: http: server gave '
+               "HTTP response to HTTPS client", "run `invoke setup-registry`"),
+    ("ExternalProvisioning", "Waiting for a volume to be created either by the external provisioner "
+                             "'k8s-sigs.io/nfs-subdir-external-provisioner' or manually", "no provisioner acts"),
+    ("ProvisioningFailed", "failed to provision volume with StorageClass \"test-sc\": unable to create "
+                           "directory to provision new pv: mkdir /persistentvolumes/x: permission denied",
+     "provisioner's NFS_PATH"),
+    ("Unhealthy", "Readiness probe failed", None),
+])
+def test_fix_for_each_blocking_reason(reason, message, fix):
+    got = kube.fix_for(reason, message)
+    assert (got is None) if fix is None else (fix in got)
