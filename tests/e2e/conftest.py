@@ -1,7 +1,8 @@
-"""End-to-end fixtures: a fresh twin *with the Kubernetes twin* per test module.
+"""End-to-end fixtures: a fresh kubeadm twin (a real cluster: kubeadm, kubelet, containerd,
+upstream control plane) per test module.
 
-The shared session `twin` (tests/conftest.py) follows LABTWIN_KUBE, which tests/twin leave off,
-so e2e modules bring up their own instance: env LABTWIN_E2E_NAME (default `lte2e`) on
+The shared session `twin` (tests/conftest.py) has bare hosts for the host steps, so e2e modules
+bring up their own instance: env LABTWIN_E2E_NAME (default `lte2e`) on
 LABTWIN_E2E_SUBNET (default: the first free /24 from 10.213.39.0/24). Each module starts from a
 fresh twin (tests inside a module build on each other, in file order) and takes it down at the
 end, so groups never see each other's leftovers and no twin outlives the run.
@@ -25,12 +26,12 @@ def _e2e_config(subnet: str = E2E_FIRST_SUBNET):
 
     name = os.environ.get("LABTWIN_E2E_NAME") or E2E_NAME
     state = os.environ.get("LABTWIN_E2E_STATE") or str(STATE_ROOT / name)
-    return TwinConfig.from_env(name=name, state=state, subnet=subnet, kube=True)
+    return TwinConfig.from_env(name=name, state=state, subnet=subnet, kubeadm=True)
 
 
 @pytest.fixture(scope="module")
 def e2e():
-    """A fresh kube twin for this module, down at its end whatever happened."""
+    """A fresh kubeadm twin for this module, down at its end whatever happened."""
     if os.geteuid() != 0:
         pytest.fail("the e2e tests need root (the twin uses namespaces, mounts, cgroups): run them as root")
     from labtwin.hosts import lab, network

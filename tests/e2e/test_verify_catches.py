@@ -50,15 +50,16 @@ def test_wrong_content_on_one_pv_fails_naming_that_pod(t):
 def test_a_pod_that_does_not_answer_fails_naming_that_pod(t):
     pod = t.pods()[2]
     node = pod["spec"]["nodeName"]
-    cid = t.sh(node, "docker ps -q --filter label=io.kubernetes.pod.name=statefulset-2 "
-                     f"--filter label=io.kubernetes.pod.uid={shlex.quote(pod['metadata']['uid'])}").split()
-    assert len(cid) == 1, cid
-    t.sh(node, f"docker pause {cid[0]}")  # the container stays, its IP stays, nothing answers
+    runtime, cid = pod["status"]["containerStatuses"][0]["containerID"].split("://")
+    assert runtime == "containerd", runtime
+    task = f"ctr -n k8s.io task {{}} {shlex.quote(cid)}"
+    t.sh(node, task.format("pause"))  # the container stays, its IP stays, nothing answers
     try:
+        assert "PAUSED" in t.sh(node, f"ctr -n k8s.io task ls | grep {shlex.quote(cid)}")
         rc, report, _ = _verify(t)
         assert rc == 1 and report["ok"] is False
         assert [r["pod"] for r in report["rows"] if not r["ok"]] == ["statefulset-2"]
         assert "timed out" in json.dumps(_row(report, "statefulset-2"))
     finally:
-        t.sh(node, f"docker unpause {cid[0]}")
+        t.sh(node, task.format("resume"))
     t.wait_for("verify green again", lambda: _verify(t)[0] == 0, timeout=60, interval=2)
