@@ -11,9 +11,9 @@ DEBS := openssh-server openssh-client docker.io docker-registry nfs-ganesha nfs-
         rpcbind nfs-common libnfs-utils apache2 sudo iproute2 iptables dbus systemd curl \
         ca-certificates python3-venv util-linux procps libseccomp-dev pkg-config libfuse2
 
-.PHONY: deps debs venv kubectls k8s demo test unit down bench
+.PHONY: deps debs venv k8s demo test unit down bench
 
-deps: debs venv kubectls k8s
+deps: debs venv k8s
 
 debs:
 	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
@@ -30,11 +30,6 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 venv: $(VENV)/.installed
-
-# kubectl 1.20 (Debian's kubernetes-client, unpacked into a cache, not installed: /usr/bin/kubectl
-# may belong to another package) for the tests that drive the twin with two kubectl versions.
-kubectls: venv
-	$(PY) -m labtwin.kube.kubectls
 
 # Upstream Kubernetes, etcd, containerd, runc and CNI plugins from their pinned Go modules, into
 # /var/cache/labtwin/build (long the first time, a no-op while the pins are unchanged).

@@ -1,7 +1,7 @@
 """`twin` tasks (labtwin, the one-box lab): thin wrappers over labtwin.hosts; the lead wires
 `twin` into tasks.py (`ns.add_collection(twin_tasks.twin)`).
 
-    invoke twin.up [--subnet 10.213.20.0/24] [--kube]   invoke twin.status
+    invoke twin.up [--subnet 10.213.20.0/24] [--no-kubeadm] [--workers N]   invoke twin.status
     invoke twin.ssh node01 [--command 'systemctl is-active docker']   invoke twin.down
 Instance and state dir: env LABTWIN_NAME / LABTWIN_STATE (or --name / --state).
 """
@@ -12,7 +12,7 @@ import shlex
 
 from invoke import Collection, Exit, task
 
-from labtwin.hosts.kube_units import KUBE_DEFAULT
+from labtwin.hosts.config import KUBEADM_DEFAULT
 
 NAME_HELP = "twin instance name (env LABTWIN_NAME, default labtwin)"
 STATE_HELP = "state dir (env LABTWIN_STATE, default /var/lib/labtwin/<name>)"
@@ -34,16 +34,14 @@ def _check(rc: int, what: str) -> None:
 
 
 @task(help={"subnet": "IPv4 subnet (env LABTWIN_SUBNET, default 10.213.20.0/24)",
-            "kube": "run the emulated Kubernetes (apiserver, controller-manager, kubelets); on by default, --no-kube or LABTWIN_KUBE=0 for bare hosts",
-            "kubeadm": "a real Kubernetes cluster instead (kubeadm, kubelet, containerd built from Go modules; the first build takes long)",
+            "kubeadm": "make a real Kubernetes cluster (kubeadm, kubelet, containerd built from Go modules; the first build takes long); on by default, --no-kubeadm or LABTWIN_KUBEADM=0 for bare hosts",
             "workers": "number of worker hosts node01..nodeNN (env LABTWIN_WORKERS, default 2)",
             "name": NAME_HELP, "state": STATE_HELP})
-def up(c, subnet: str | None = None, kube: bool = KUBE_DEFAULT, kubeadm: bool = False,
-       workers: int = 0, name: str | None = None, state: str | None = None):
+def up(c, subnet: str | None = None, kubeadm: bool = KUBEADM_DEFAULT, workers: int = 0,
+       name: str | None = None, state: str | None = None):
     """Start master and the workers (cleans the leftovers of a crashed twin first)."""
-    kube_flag = "--kube" if kube else "--no-kube"
-    _check(_cli(*_opts(name, state), "up", *(["--subnet", subnet] if subnet else []), kube_flag,
-                *(["--kubeadm"] if kubeadm else []), *(["--workers", str(workers)] if workers else [])), "up")
+    _check(_cli(*_opts(name, state), "up", *(["--subnet", subnet] if subnet else []),
+                "--kubeadm" if kubeadm else "--no-kubeadm", *(["--workers", str(workers)] if workers else [])), "up")
 
 
 @task(help={"name": NAME_HELP, "state": STATE_HELP})

@@ -13,12 +13,12 @@ from labtwin.hosts.config import STATE_ROOT, TwinConfig  # noqa: E402
 
 
 @contextlib.contextmanager
-def fresh_twin(name: str, first_subnet: str, kube: bool = True):
+def fresh_twin(name: str, first_subnet: str, kubeadm: bool = True):
     """Down whatever this name left (down needs no subnet), up a fresh twin on the first free
-    subnet from `first_subnet` (with the Kubernetes units unless kube=False), down at the end."""
+    subnet from `first_subnet` (a kubeadm cluster unless kubeadm=False: bare hosts), down at the end."""
     state = str(STATE_ROOT / name)
-    lab.down(TwinConfig.from_env(name=name, state=state, subnet=first_subnet, kube=kube))
-    cfg = TwinConfig.from_env(name=name, state=state, subnet=network.free_subnet(first_subnet), kube=kube)
+    lab.down(TwinConfig.from_env(name=name, state=state, subnet=first_subnet, kubeadm=kubeadm))
+    cfg = TwinConfig.from_env(name=name, state=state, subnet=network.free_subnet(first_subnet), kubeadm=kubeadm)
     try:
         t0 = time.monotonic()
         lab.up(cfg)

@@ -36,7 +36,7 @@ def main() -> None:
     p.add_argument("--verbose", action="store_true", help="print labkit's output too")
     args = p.parse_args()
     quiet_ui(args.verbose)
-    with fresh_twin("ltbhost", args.subnet, kube=False) as cfg:
+    with fresh_twin("ltbhost", args.subnet, kubeadm=False) as cfg:
         inv = load(cfg.inventory_path)
         fresh = run_all(inv)
         rerun = run_all(inv)

@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from labtwin.hosts import lab, network  # noqa: E402
-from labtwin.hosts.config import NODE_NFS_PATH, REPO_ROOT, STATE_ROOT, TwinConfig  # noqa: E402
+from labtwin.hosts.config import REPO_ROOT, STATE_ROOT, TwinConfig  # noqa: E402
 from labtwin.hosts.host import run_in  # noqa: E402
 
 MNT = "/mnt/nfsbench"
@@ -64,11 +64,11 @@ def dd_mbps(out: str) -> float:
     return int(m.group(1)) / float(m.group(2)) / 1e6
 
 
-def dd_pair(cfg: TwinConfig, path: str, mib: int, direct_read: bool) -> tuple[float, float]:
+def dd_pair(cfg: TwinConfig, path: str, mib: int, direct_read: bool, host: str = "node01") -> tuple[float, float]:
     q = shlex.quote(path)
-    w = dd_mbps(sh(cfg, "node01", f"dd if=/dev/zero of={q} bs=1M count={mib} conv=fsync 2>&1"))
-    r = dd_mbps(sh(cfg, "node01", f"dd if={q} of=/dev/null bs=1M {'iflag=direct' if direct_read else ''} 2>&1"))
-    sh(cfg, "node01", f"rm -f {q}")
+    w = dd_mbps(sh(cfg, host, f"dd if=/dev/zero of={q} bs=1M count={mib} conv=fsync 2>&1"))
+    r = dd_mbps(sh(cfg, host, f"dd if={q} of=/dev/null bs=1M {'iflag=direct' if direct_read else ''} 2>&1"))
+    sh(cfg, host, f"rm -f {q}")
     return w, r
 
 
@@ -112,12 +112,12 @@ def main() -> None:
             out = sh(cfg, "node01", f"{py} -c {shlex.quote(NFS_RS_BENCH)} nfs://{master}/nfsdata {mib}")
             w, r = (float(x) for x in out.split())
             rows["nfs-rs"].append((mib * 1048576 / w / 1e6, mib * 1048576 / r / 1e6))
-            rows["bind"].append(dd_pair(cfg, f"{NODE_NFS_PATH}/nfsbench.bin", mib, direct_read=True))
+            rows["bind"].append(dd_pair(cfg, "/nfsdata/nfsbench.bin", mib, direct_read=True, host="master"))
         sh(cfg, "node01", f"umount {MNT}")
         print(f"{mib} MiB files, median of {args.runs} (MB/s)      write   read")
         labels = {"fuse": "mount -t nfs (nfsfuse: NFSv3 over FUSE)",
                   "nfs-rs": "nfs-rs alone, 4 MiB calls (no FUSE)",
-                  "bind": "export dir without NFS (bind, O_DIRECT)"}
+                  "bind": "export dir on master, no NFS (O_DIRECT)"}
         for key, label in labels.items():
             w = statistics.median(x[0] for x in rows[key])
             r = statistics.median(x[1] for x in rows[key])

@@ -9,15 +9,12 @@ import sys
 import time
 
 from .hosts import lab
-from .hosts.config import TwinConfig, TwinError
-from .hosts.kube_units import KUBE_DEFAULT
+from .hosts.config import KUBEADM_DEFAULT, TwinConfig, TwinError
 
 
 def _config(args: argparse.Namespace) -> TwinConfig:
-    kubeadm = getattr(args, "kubeadm", False)
     return TwinConfig.from_env(name=args.name, state=args.state, subnet=getattr(args, "subnet", None),
-                               kube=getattr(args, "kube", False) and not kubeadm, kubeadm=kubeadm,
-                               workers=getattr(args, "workers", None))
+                               kubeadm=getattr(args, "kubeadm", False), workers=getattr(args, "workers", None))
 
 
 def ssh_argv(cfg: TwinConfig, hostname: str, command: list[str]) -> list[str]:
@@ -42,11 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="start the three hosts (cleans a crashed twin first)")
     up.add_argument("--subnet", help="IPv4 subnet (env LABTWIN_SUBNET, default 10.213.20.0/24)")
-    up.add_argument("--kube", action=argparse.BooleanOptionalAction, default=KUBE_DEFAULT,
-                    help="install and start the emulated Kubernetes (labtwin.kube)")
-    up.add_argument("--kubeadm", action="store_true",
-                    help="a real cluster instead: upstream Kubernetes built from Go modules (first build "
-                         "takes long), containerd, kubeadm init/join")
+    up.add_argument("--kubeadm", action=argparse.BooleanOptionalAction, default=KUBEADM_DEFAULT,
+                    help="make a real cluster: upstream Kubernetes built from its Go modules (the first "
+                         "build takes long), containerd, kubeadm init/join; --no-kubeadm (or "
+                         "LABTWIN_KUBEADM=0) for bare hosts")
     up.add_argument("--workers", type=int, help="worker hosts node01..nodeNN (env LABTWIN_WORKERS, default 2)")
     sub.add_parser("down", help="remove everything of the twin except the image cache")
     st = sub.add_parser("status", help="per host: running, sshd, dockerd (exit 1 if not all up)")

@@ -1,7 +1,8 @@
 """Shared fixtures. `twin`: a running labtwin for the session (tests/twin, tests/e2e).
 
 Instance: env LABTWIN_NAME (default "lttest", so tests never take down a developer's
-`labtwin`), LABTWIN_STATE, LABTWIN_SUBNET (default 10.213.29.0/24), LABTWIN_KUBE=1 (default off here).
+`labtwin`), LABTWIN_STATE, LABTWIN_SUBNET (default 10.213.29.0/24). Bare hosts (no cluster): tests/e2e and tests/cluster
+bring up kubeadm twins of their own.
 LABTWIN_REUSE=1 reuses that instance when it is already up and healthy. Torn down at the end
 of the session in every case.
 """
@@ -67,9 +68,8 @@ def twin_config():
     if not subnet:
         probe = TwinConfig.from_env(name=name)  # a running twin of that name keeps its subnet
         subnet = str(probe.subnet) if lab.is_up(probe) else network.free_subnet(TEST_TWIN_SUBNET)
-    # Host steps need no control plane: bare hosts unless LABTWIN_KUBE=1 (tests/e2e turns it on).
-    kube = os.environ.get("LABTWIN_KUBE", "0") == "1"
-    return TwinConfig.from_env(name=name, subnet=subnet, kube=kube)
+    # Host steps need no control plane: bare hosts.
+    return TwinConfig.from_env(name=name, subnet=subnet, kubeadm=False)
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,6 @@ FIRST_OCTET = 6
 DEFAULT_WORKERS = 2
 MAX_WORKERS = 8
 NFS_EXPORT = "/nfsdata"
-NODE_NFS_PATH = "/var/lib/labtwin-nfs"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -37,12 +36,16 @@ def _saved(state: Path) -> dict:
     return saved if isinstance(saved, dict) else {}
 
 
+# `up` makes a real kubeadm cluster unless told otherwise (--no-kubeadm, LABTWIN_KUBEADM=0):
+# bare hosts are all the host-step tests need.
+KUBEADM_DEFAULT = os.environ.get("LABTWIN_KUBEADM", "1") != "0"
+
+
 @dataclass(frozen=True)
 class HostSpec:
     name: str
     index: int
     address: ipaddress.IPv4Address
-    pod_cidr: ipaddress.IPv4Network | None
     roles: tuple[str, ...]
 
 
@@ -51,7 +54,6 @@ class TwinConfig:
     name: str
     state_dir: Path
     subnet: ipaddress.IPv4Network
-    kube: bool = False      # the emulated Kubernetes (labtwin.kube)
     kubeadm: bool = False   # a real cluster: upstream kubeadm, kubelet, containerd (labtwin.k8s)
     workers: int = DEFAULT_WORKERS
     hosts: tuple[HostSpec, ...] = field(init=False)
@@ -65,24 +67,20 @@ class TwinConfig:
             raise TwinError(f"state dir {self.state_dir} must be an absolute path")
         if self.subnet.prefixlen > 28:
             raise TwinError(f"subnet {self.subnet} is too small: use a /28 or larger (hosts use .6-.8)")
-        if self.kube and self.kubeadm:
-            raise TwinError("choose one Kubernetes: the real one (kubeadm) or the emulated one (kube)")
         if not 1 <= self.workers <= MAX_WORKERS:
             raise TwinError(f"workers must be 1 to {MAX_WORKERS}, not {self.workers}")
         base = self.subnet.network_address
         if FIRST_OCTET + self.workers >= self.subnet.num_addresses - 1:
             raise TwinError(f"subnet {self.subnet} has no room for {self.workers} workers after .{FIRST_OCTET}")
-        # Static pod CIDRs are the emulation's; a kubeadm cluster's come from its Node objects.
         hosts = tuple(
             HostSpec(name, i, base + FIRST_OCTET + i,
-                     None if i == 0 or self.kubeadm else ipaddress.ip_network(f"10.244.{i}.0/24"),
                      ("control-plane", "registry", "nfs-server") if i == 0 else ("worker",))
             for i, name in enumerate(["master", *(f"node{n:02d}" for n in range(1, self.workers + 1))]))
         object.__setattr__(self, "hosts", hosts)
 
     @classmethod
     def from_env(cls, name: str | None = None, state: str | os.PathLike | None = None,
-                 subnet: str | None = None, kube: bool = False, kubeadm: bool = False,
+                 subnet: str | None = None, kubeadm: bool = False,
                  workers: int | None = None) -> "TwinConfig":
         """Arguments win over env (LABTWIN_NAME, LABTWIN_STATE, LABTWIN_SUBNET, LABTWIN_WORKERS),
         then what the running twin was started with (so status/ssh/down need no repeat), then
@@ -97,7 +95,7 @@ class TwinConfig:
             raise TwinError(f"subnet {subnet!r} is not an IPv4 network like 10.213.20.0/24: {exc}") from None
         if workers is None:
             workers = int(os.environ.get("LABTWIN_WORKERS") or saved.get("workers") or DEFAULT_WORKERS)
-        return cls(name=name, state_dir=Path(state).resolve(), subnet=net, kube=kube, kubeadm=kubeadm,
+        return cls(name=name, state_dir=Path(state).resolve(), subnet=net, kubeadm=kubeadm,
                    workers=workers)
 
     # --- derived names -----------------------------------------------------------------

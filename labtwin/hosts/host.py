@@ -191,10 +191,10 @@ def build_seed(cfg: TwinConfig, host: HostSpec, seed: Path, client_pubkey: str) 
 
 
 def repo_bind(cfg: TwinConfig, root: str) -> list[str]:
-    """The Kubernetes units and kubectl run from this repo and its venv. The overlay shows only
-    /'s own filesystem and /tmp, /run are private tmpfs in a host, so a clone elsewhere (CI clones
-    anywhere) would be invisible: bind it read-only at the same path."""
-    if not (cfg.kube or cfg.kubeadm):  # kubeadm hosts: the mount.nfs helper runs from it
+    """The mount.nfs helper of kubeadm hosts runs from this repo and its venv. The overlay shows
+    only /'s own filesystem and /tmp, /run are private tmpfs in a host, so a clone elsewhere (CI
+    clones anywhere) would be invisible: bind it read-only at the same path."""
+    if not cfg.kubeadm:
         return []
     repo = shlex.quote(str(REPO_ROOT))
     return [f"mkdir -p {root}{repo} && mount --bind {repo} {root}{repo}"

@@ -6,8 +6,8 @@ loaded into every host's dockerd through the Docker API on the host's socket.
   registry:2   Debian's docker-registry (distribution 2.8) + its libs and the stock config
   httpd:2.4    the machine's apache2 + ldd libs (+ libgcc_s), DocumentRoot
                /usr/local/apache2/htdocs on port 80, exec'ing CMD (fast `docker stop`)
-  registry.k8s.io/sig-storage/nfs-subdir-external-provisioner:v4.0.2
-               placeholder: sleeps until SIGTERM; the controller-manager twin provisions.
+The NFS provisioner's image is built from upstream-contract Go code with the cluster
+(labtwin/k8s/images.py) and loaded into master's docker only.
 """
 from __future__ import annotations
 
@@ -160,20 +160,6 @@ def httpd_image() -> Image:
     return img
 
 
-def provisioner_image() -> Image:
-    img = Image(PROVISIONER_TAG, {
-        "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-        "Entrypoint": ["/nfs-subdir-external-provisioner"],
-    })
-    _base_files(img)
-    # Placeholder: as PID 1 it must handle SIGTERM itself (the default action is ignored).
-    img.add_file("/nfs-subdir-external-provisioner",
-                 b"#!/bin/sh\n# labtwin placeholder; the controller-manager twin provisions PVs.\n"
-                 b"trap 'exit 0' TERM INT\nsleep 2147483647 &\nwait\n", 0o755)
-    img.add_dir("/persistentvolumes")
-    return img
-
-
 def _add_parents(tar: tarfile.TarFile, path: str, seen: set[str]) -> None:
     parts = path.strip("/").split("/")[:-1]
     for i in range(1, len(parts) + 1):
@@ -239,7 +225,7 @@ def save_archive(img: Image, out: Path) -> None:
     tmp.replace(out)
 
 
-BUILDERS = {"registry.tar": registry_image, "httpd.tar": httpd_image, "provisioner.tar": provisioner_image}
+BUILDERS = {"registry.tar": registry_image, "httpd.tar": httpd_image}
 
 
 def cache_key() -> str:

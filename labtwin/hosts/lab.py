@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cluster, images, inventory, kube_units, kubeadm_node, network, rootfs
+from . import cluster, images, inventory, kubeadm_node, network, rootfs
 from . import host as hostmod
 from .config import SYSCTL_RECORD, HostSpec, TwinConfig, TwinError
 
@@ -179,8 +179,6 @@ def up(cfg: TwinConfig) -> UpResult:
 
 def _up(cfg: TwinConfig) -> UpResult:
     t0 = time.monotonic()
-    if cfg.kube:
-        kube_units.require_modules()
     saved = _read_config(cfg)
     # "complete" is written last: a run killed half-way (the cluster not made) is not "up".
     if saved == _config_record(cfg) and (cfg.state_dir / "complete").exists() and is_up(cfg):
@@ -218,7 +216,7 @@ def _k8s_build() -> K8sBuild:
 
 
 def _config_record(cfg: TwinConfig) -> dict:
-    return {"name": cfg.name, "subnet": str(cfg.subnet), "kube": cfg.kube, "kubeadm": cfg.kubeadm,
+    return {"name": cfg.name, "subnet": str(cfg.subnet), "kubeadm": cfg.kubeadm,
             "workers": cfg.workers}
 
 
@@ -250,8 +248,6 @@ def _start(cfg: TwinConfig, k8s: K8sBuild | None = None) -> None:
         paths = rootfs.prepare_dirs(cfg, h)
         key = hostmod.build_seed(cfg, h, paths["seed"], pub)
         host_keys.append(f"{h.name},{h.address} {' '.join(key)}")
-        if cfg.kube:
-            kube_units.seed(cfg, h, paths["seed"])
         if k8s:
             kubeadm_node.seed(cfg, h, paths["seed"], k8s.bin_dir)
         boot = cfg.host_dir(h) / "boot.sh"
@@ -263,9 +259,7 @@ def _start(cfg: TwinConfig, k8s: K8sBuild | None = None) -> None:
         started[h.name] = pid
     cfg.host_keys_file.write_text("\n".join(host_keys) + "\n")
     deadline = time.monotonic() + READY_TIMEOUT
-    tarballs = images.tarballs(cfg)
-    if k8s:  # the built provisioner, in master's docker only, replaces the placeholder (cluster._preloaded)
-        tarballs = [t for t in tarballs if t.name != "provisioner.tar"]
+    tarballs = images.tarballs(cfg)  # registry:2 and httpd:2.4 on every host
 
     def ready_and_load(h: HostSpec) -> None:
         _wait_ready(cfg, h, started[h.name], deadline, "docker")

@@ -99,7 +99,8 @@ def allow_bridge_forwarding(cfg: TwinConfig) -> None:
 
 
 def create_host_net(cfg: TwinConfig, host: HostSpec) -> None:
-    """netns with eth0 (veth peer on the bridge), lo, the subnet route and host-gw pod routes."""
+    """netns with eth0 (veth peer on the bridge), lo and the subnet route. A kubeadm twin's
+    host-gw pod routes come later, from the Nodes' podCIDRs (cluster.py)."""
     ns, veth = cfg.netns(host), cfg.veth(host)
     ip("netns", "add", ns)
     ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
@@ -108,9 +109,6 @@ def create_host_net(cfg: TwinConfig, host: HostSpec) -> None:
     ip("-n", ns, "link", "set", "lo", "up")
     ip("-n", ns, "link", "set", "eth0", "up")
     # No default route: the only way out is the bridge subnet (connected route) and pod CIDRs.
-    for other in cfg.hosts:
-        if other is not host and other.pod_cidr is not None:
-            ip("-n", ns, "route", "add", str(other.pod_cidr), "via", str(other.address))
 
 
 def delete_network(cfg: TwinConfig) -> None:

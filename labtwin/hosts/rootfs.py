@@ -11,7 +11,7 @@ import os
 import shlex
 from pathlib import Path
 
-from .config import NFS_EXPORT, NODE_NFS_PATH, HostSpec, TwinConfig
+from .config import NFS_EXPORT, HostSpec, TwinConfig
 
 # Units that hang, fail, or touch machine-global state from inside a container.
 MASKED = (
@@ -107,13 +107,11 @@ def mount_script(cfg: TwinConfig, host: HostSpec, paths: dict[str, Path]) -> lis
     lines.append(f"cp -a {q(str(paths['seed']) + '/.')} {r}/")
     # Docker's data on a real ext4 dir (overlay2 cannot stack on the host's overlay root).
     lines.append(f"mkdir -p {r}/var/lib/docker && mount --bind {q(str(paths['docker']))} {r}/var/lib/docker")
-    # The NFS "disk": master's export path and a fixed path on nodes, created before the switch.
-    lines.append(f"mkdir -p {r}{q(nfs_target(host))} && mount --bind {q(str(cfg.nfs_disk))} {r}{q(nfs_target(host))}")
+    # The NFS "disk" (kept on this machine for the tests to read) at master's export path. The
+    # nodes see it only through NFS, as a real lab's nodes do.
+    if host.name == "master":
+        lines.append(f"mkdir -p {r}{NFS_EXPORT} && mount --bind {q(str(cfg.nfs_disk))} {r}{NFS_EXPORT}")
     return lines
-
-
-def nfs_target(host: HostSpec) -> str:
-    return NFS_EXPORT if host.name == "master" else NODE_NFS_PATH
 
 
 def pivot_script(root: Path) -> list[str]:

@@ -4,8 +4,13 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import subprocess
+import sys
 import time
+from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[2]
+INVOKE = Path(sys.executable).parent / "invoke"
 CLUSTER_NAME = "ltk8s"
 FIRST_SUBNET = os.environ.get("LABTWIN_CLUSTER_SUBNET") or "10.213.49.0/24"  # the first /24 tried
 
@@ -78,3 +83,12 @@ class Cluster:
         return [(e["reason"], e.get("message", "")) for e in ev["items"]]
 
 
+
+
+def invoke(cluster: Cluster, task: str, *args: str) -> str:
+    """`invoke TASK -i <the twin's inventory> ARGS...` as a user runs it; fails the test unless it exits 0."""
+    p = subprocess.run([str(INVOKE), task, "-i", str(cluster.inventory_path), *args], cwd=REPO,
+                       capture_output=True, text=True, timeout=900, env={**os.environ, "COLUMNS": "200"})
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, f"invoke {task} exited {p.returncode}:\n{out[-4000:]}"
+    return out

@@ -1,16 +1,8 @@
 """The NFS provisioner image on the real cluster (issue 8): labtwin's build of
 nfs-subdir-external-provisioner (labtwin/k8s/provisioner, sig-storage-lib-external-provisioner
-v13) run from labkit's own RBAC and Deployment manifests against the kubeadm cluster's apiserver.
-
-Temporary stand-in until the mount.nfs helper lands: the Deployment's `nfs-client-root` volume is
-a hostPath of a directory on node01 (STAND_IN) instead of the NFS export, so what is checked here
-is the provisioner (PVs, directories, modes, deletes, RBAC), not NFS. The PVs still name the NFS
-server and export as on the lab (NFS_SERVER, NFS_PATH from the twin's inventory). Swap the volume
-back to labkit's `nfs:` one once pods can mount NFS.
-
-One RBAC addition to labkit's manifests: lib v13 elects its leader with a Lease
-(coordination.k8s.io), as client-go no longer has the Endpoints lock that upstream's v4.0.2 used,
-so the Role on endpoints alone would leave it waiting forever for the lock.
+v13) run from labkit's own RBAC and Deployment manifests against the kubeadm cluster's apiserver,
+its export mounted over NFS (labkit's `setup-nfs`: ganesha on master; the kubelet's nfs volume
+through the twin's FUSE mount.nfs). Directories are checked on the export's own disk on master.
 
 Own twin (env LABTWIN_CLUSTER_NAME, default `ltk8s`; the first free /24 from clusterkit's
 FIRST_SUBNET, env LABTWIN_CLUSTER_SUBNET), one worker, taken down at the end.
@@ -23,15 +15,13 @@ import shlex
 
 import pytest
 
-from clusterkit import FIRST_SUBNET, Cluster, cluster_config
+from clusterkit import FIRST_SUBNET, Cluster, cluster_config, invoke
 
 pytestmark = pytest.mark.cluster
 
 TAG = "registry.k8s.io/sig-storage/nfs-subdir-external-provisioner:v4.0.2"
-STAND_IN = "/srv/nfs-export-stand-in"  # on node01: the export's stand-in, see the docstring
+EXPORT = "/nfsdata"  # the twin inventory's nfs.export, on master
 NODE = "node01"
-LEASE_RULES = [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-                "verbs": ["get", "list", "watch", "create", "update", "patch"]}]
 REFUSED = 'cannot create resource "persistentvolumes" in API group "" at the cluster scope'
 
 
@@ -56,8 +46,7 @@ def apply(cluster: Cluster, *objs: dict) -> None:
 
 
 def labkit_objects(cluster: Cluster) -> tuple[dict, list[dict]]:
-    """labkit's provisioner RBAC and Deployment for the twin's inventory, the Deployment's volume
-    swapped for the stand-in and kept on node01, plus the Lease Role lib v13 needs."""
+    """labkit's provisioner RBAC and Deployment for the twin's inventory, as labkit renders them."""
     from labkit import inventory, manifests
 
     inv = inventory.load(cluster.inventory_path)
@@ -66,19 +55,8 @@ def labkit_objects(cluster: Cluster) -> tuple[dict, list[dict]]:
     dep = next(o for o in objs if o["kind"] == "Deployment")
     pod = dep["spec"]["template"]["spec"]
     (vol,) = pod["volumes"]
-    assert vol["nfs"] == {"server": cluster.hosts["master"], "path": inv.nfs.export}
-    pod["volumes"] = [{"name": vol["name"], "hostPath": {"path": STAND_IN, "type": "DirectoryOrCreate"}}]
-    pod["nodeSelector"] = {"kubernetes.io/hostname": NODE}
-    ns, sa = dep["metadata"]["namespace"], pod["serviceAccountName"]
-    name = f"leader-locking-leases-{sa}"
-    objs += [
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-         "metadata": {"name": name, "namespace": ns}, "rules": LEASE_RULES},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-         "metadata": {"name": name, "namespace": ns},
-         "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}],
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}},
-    ]
+    assert vol["nfs"] == {"server": cluster.hosts["master"], "path": inv.nfs.export} == \
+        {"server": cluster.hosts["master"], "path": EXPORT}
     env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
     return env, objs
 
@@ -102,8 +80,9 @@ def bound_pv(cluster: Cluster, pvc: str) -> dict:
     return cluster.kubectl_json(f"get pv {cluster.wait_for(f'PVC {pvc} Bound', bound, timeout=60)}")
 
 
-def on_node(cluster: Cluster, cmd: str) -> str:
-    return cluster.sh(NODE, cmd).strip()
+def on_export(cluster: Cluster, cmd: str) -> str:
+    """On master, where the export's disk is (the provisioner wrote there over NFS)."""
+    return cluster.sh("master", cmd).strip()
 
 
 def delete_claim(cluster: Cluster, pvc: str, pv: str) -> None:
@@ -115,6 +94,7 @@ def delete_claim(cluster: Cluster, pvc: str, pv: str) -> None:
 @pytest.fixture(scope="module")
 def prov(cluster):
     """The provisioner running, leader; returns its env (PROVISIONER_NAME, NFS_SERVER, NFS_PATH)."""
+    invoke(cluster, "setup-nfs")
     env, objs = labkit_objects(cluster)
     apply(cluster, *objs)
     cluster.kubectl("rollout status deployment/nfs-client-provisioner --timeout=120s", timeout=150)
@@ -136,7 +116,7 @@ def prov(cluster):
 
 def test_the_image_is_where_an_offline_admin_has_it_and_nothing_is_pulled(cluster, prov):
     entry = cluster.sh("master", f"docker image inspect {TAG} --format '{{{{json .Config.Entrypoint}}}}'")
-    assert json.loads(entry) == ["/nfs-subdir-external-provisioner"]  # the built one, not the placeholder
+    assert json.loads(entry) == ["/nfs-subdir-external-provisioner"]  # the provisioner built from labtwin/k8s/provisioner
     assert TAG not in cluster.sh("master", "ctr -n k8s.io images ls -q").split()
     assert TAG in cluster.sh(NODE, "ctr -n k8s.io images ls -q").split()
     assert cluster.ssh(NODE, f"docker image inspect {TAG}")[0] != 0
@@ -156,40 +136,40 @@ def test_a_claim_is_bound_to_a_0777_directory_named_after_it_and_removed_with_ar
     assert pv["spec"]["persistentVolumeReclaimPolicy"] == "Delete"
     assert pv["spec"]["storageClassName"] == "prov-delete"
     assert pv["metadata"]["annotations"]["pv.kubernetes.io/provisioned-by"] == prov["PROVISIONER_NAME"]
-    assert on_node(cluster, f"stat -c '%F %a' {STAND_IN}/{d}") == "directory 777"
-    on_node(cluster, f"echo v1 > {STAND_IN}/{d}/index.html")
+    assert on_export(cluster, f"stat -c '%F %a' {EXPORT}/{d}") == "directory 777"
+    on_export(cluster, f"echo v1 > {EXPORT}/{d}/index.html")
 
     delete_claim(cluster, "claim-del", name)
-    assert d not in on_node(cluster, f"ls {STAND_IN}").split()
-    assert f"archived-{d}" not in on_node(cluster, f"ls {STAND_IN}").split()
+    assert d not in on_export(cluster, f"ls {EXPORT}").split()
+    assert f"archived-{d}" not in on_export(cluster, f"ls {EXPORT}").split()
 
 
 def test_archive_on_delete_true_renames_the_directory_and_keeps_its_content(cluster, prov):
     claim(cluster, "claim-arch", "prov-archive")
     name = bound_pv(cluster, "claim-arch")["metadata"]["name"]
     d = f"default-claim-arch-{name}"
-    on_node(cluster, f"echo kept > {STAND_IN}/{d}/index.html")
+    on_export(cluster, f"echo kept > {EXPORT}/{d}/index.html")
 
     delete_claim(cluster, "claim-arch", name)
-    entries = on_node(cluster, f"ls {STAND_IN}").split()
+    entries = on_export(cluster, f"ls {EXPORT}").split()
     assert f"archived-{d}" in entries and d not in entries
-    assert on_node(cluster, f"cat {STAND_IN}/archived-{d}/index.html") == "kept"
+    assert on_export(cluster, f"cat {EXPORT}/archived-{d}/index.html") == "kept"
 
 
 def test_on_delete_retain_keeps_the_directory(cluster, prov):
     claim(cluster, "claim-ret", "prov-retain")
     name = bound_pv(cluster, "claim-ret")["metadata"]["name"]
     delete_claim(cluster, "claim-ret", name)
-    assert f"default-claim-ret-{name}" in on_node(cluster, f"ls {STAND_IN}").split()
+    assert f"default-claim-ret-{name}" in on_export(cluster, f"ls {EXPORT}").split()
 
 
 def test_path_pattern_names_the_directory_from_the_claim(cluster, prov):
     claim(cluster, "claim-pat", "prov-pattern", {"nfs.io/storage-path": "web-data"})
     pv = bound_pv(cluster, "claim-pat")
     assert pv["spec"]["nfs"]["path"] == f"{prov['NFS_PATH']}/default/web-data"
-    assert on_node(cluster, f"stat -c '%F %a' {STAND_IN}/default/web-data") == "directory 777"
+    assert on_export(cluster, f"stat -c '%F %a' {EXPORT}/default/web-data") == "directory 777"
     delete_claim(cluster, "claim-pat", pv["metadata"]["name"])
-    assert on_node(cluster, f"ls {STAND_IN}/default") == ""  # onDelete: delete
+    assert on_export(cluster, f"ls {EXPORT}/default") == ""  # onDelete: delete
 
 
 def test_without_create_on_persistentvolumes_the_claim_stays_pending_with_the_refusal(cluster, prov):
@@ -212,6 +192,6 @@ def test_without_create_on_persistentvolumes_the_claim_stays_pending_with_the_re
         assert pvc["status"]["phase"] == "Pending" and not pvc["spec"].get("volumeName")
         # the directory made before the refused save is cleaned up (archiveOnDelete "false")
         d = f"default-claim-denied-pvc-{pvc['metadata']['uid']}"
-        cluster.wait_for(f"{d} removed", lambda: d not in on_node(cluster, f"ls {STAND_IN}").split(), timeout=60)
+        cluster.wait_for(f"{d} removed", lambda: d not in on_export(cluster, f"ls {EXPORT}").split(), timeout=60)
     finally:
         apply(cluster, full)

@@ -16,8 +16,6 @@ import yaml
 from labtwin.cli import ssh_argv
 from labtwin.hosts import lab, network
 from labtwin.hosts.config import TwinConfig, TwinError
-from labtwin.hosts.images import PROVISIONER_TAG
-from labtwin.hosts.kube_units import seed as seed_kube_units
 
 pytestmark = pytest.mark.twin
 
@@ -89,11 +87,7 @@ def test_network_addresses_hosts_file_and_no_way_off_the_machine(twin):
         routes_json, addr_json, hosts_file = out.split("\n", 2)
         routes = {r["dst"]: r.get("gateway") for r in json.loads(routes_json)}
         assert "default" not in routes
-        expected_pod = {str(o.pod_cidr): str(o.address) for o in cfg.hosts if o is not h and o.pod_cidr}
-        for cidr, gw in expected_pod.items():
-            assert routes[cidr] == gw
-        if h.pod_cidr:
-            assert str(h.pod_cidr) not in routes
+        assert set(routes) == {str(cfg.subnet)}  # bare hosts: the bridge subnet only
         assert json.loads(addr_json)[0]["addr_info"][0]["local"] == str(h.address)
         for o in cfg.hosts:
             assert f"{o.address}\t{o.name}" in hosts_file
@@ -108,7 +102,7 @@ def test_network_addresses_hosts_file_and_no_way_off_the_machine(twin):
 def test_dockerd_with_preloaded_images_and_no_insecure_registry(twin):
     for name in twin.hosts:
         rc, out, err = twin.ssh(name, "docker images --format '{{.Repository}}:{{.Tag}}' | sort")
-        assert out.split() == sorted(["httpd:2.4", "registry:2", PROVISIONER_TAG]), err
+        assert out.split() == sorted(["httpd:2.4", "registry:2"]), err
         rc, out, _ = twin.ssh(name, "docker info --format '{{json .RegistryConfig.IndexConfigs}} {{.DockerRootDir}}'")
         index_configs, root_dir = out.rsplit(" ", 1)
         assert list(json.loads(index_configs)) == ["docker.io"]
@@ -120,7 +114,6 @@ def test_dockerd_with_preloaded_images_and_no_insecure_registry(twin):
 def test_images_work_like_the_real_ones(twin):
     cmd = ("docker run -d --name t-web -p 8080:80 httpd:2.4 >/dev/null && "
            "docker run -d --name t-reg -p 5000:5000 registry:2 >/dev/null && "
-           f"docker run -d --name t-prov {PROVISIONER_TAG} >/dev/null && "
            "for i in $(seq 50); do curl -sf localhost:8080/ && curl -sf localhost:5000/v2/ && break; sleep 0.1; done")
     try:
         rc, out, err = twin.ssh("master", cmd)
@@ -128,27 +121,23 @@ def test_images_work_like_the_real_ones(twin):
         # The registry on master answers from the other hosts; the catalog API is there.
         rc, out, _ = twin.ssh("node01", f"curl -sf http://{twin.hosts['master']}:5000/v2/_catalog")
         assert json.loads(out) == {"repositories": []}
-        # The provisioner placeholder exits 0 on SIGTERM, at once.
-        rc, out, _ = twin.ssh("master", "docker stop -t 30 t-prov >/dev/null; "
-                                        "docker inspect -f '{{.State.ExitCode}}' t-prov")
-        assert out.strip() == "0"  # 137 if it had ignored SIGTERM until the timeout
         # Containers live under the host's own cgroup (teardown is a plain rmdir).
         rc, out, _ = twin.ssh("master", "docker inspect -f '{{.Id}}' t-web")
         cid = out.strip()
         assert any(p.is_dir() for p in
                    Path("/sys/fs/cgroup/memory", twin.cfg.cgroup_name, "master").rglob(cid))
     finally:
-        twin.ssh("master", "docker rm -f t-web t-reg t-prov")
+        twin.ssh("master", "docker rm -f t-web t-reg")
 
 
-def test_nfs_disk_is_shared_between_master_export_and_nodes(twin):
+def test_nfs_disk_is_master_export_dir_and_nodes_have_no_back_door(twin):
     token = os.urandom(6).hex()
     rc, _, err = twin.ssh("master", f"echo {token} > /nfsdata/probe-{token}")
     assert rc == 0, err
-    for node in ("node01", "node02"):
-        rc, out, _ = twin.ssh(node, f"cat /var/lib/labtwin-nfs/probe-{token}")
-        assert out.strip() == token
     assert (twin.cfg.nfs_disk / f"probe-{token}").read_text().strip() == token
+    for node in ("node01", "node02"):  # nodes reach the export only over NFS
+        rc, out, _ = twin.ssh(node, "ls /nfsdata /var/lib/labtwin-nfs 2>&1")
+        assert f"probe-{token}" not in out, out
     twin.ssh("master", f"rm /nfsdata/probe-{token}")
 
 
@@ -253,31 +242,3 @@ def test_bad_names_and_subnets_are_refused_before_anything_starts():
         TwinConfig.from_env(name="x", subnet="10.213.30.0/29")
 
 
-def test_kube_units_follow_the_contract(tmp_path):
-    cfg = TwinConfig.from_env(name="ltkube", subnet="10.213.31.0/24", state=str(tmp_path / "s"), kube=True)
-    repo = os.path.abspath(".")
-    for h in cfg.hosts:
-        seed = tmp_path / h.name
-        seed.mkdir()
-        seed_kube_units(cfg, h, seed)
-        units = seed / "etc/systemd/system"
-        wants = units / "multi-user.target.wants"
-        if h.name == "master":
-            api = (units / "labtwin-apiserver.service").read_text()
-            assert (f"ExecStart={repo}/.venv/bin/python -m labtwin.kube.apiserver --bind 0.0.0.0 "
-                    "--port 6443 --data /var/lib/labtwin-kube") in api
-            assert f"Environment=PYTHONPATH={repo}" in api
-            assert "labtwin.kube.controller_manager --server http://127.0.0.1:6443" in \
-                (units / "labtwin-controller-manager.service").read_text()
-            assert sorted(os.listdir(wants)) == ["labtwin-apiserver.service", "labtwin-controller-manager.service"]
-            assert os.readlink(seed / "usr/local/bin/kubectl") == f"{repo}/.venv/bin/kubectl"
-            kc = yaml.safe_load((seed / "root/.kube/config").read_text())
-            assert kc["clusters"][0]["cluster"]["server"] == "http://10.213.31.6:6443"
-        else:
-            assert "labtwin.kube.kubelet --config /etc/labtwin/kubelet.json" in \
-                (units / "labtwin-kubelet.service").read_text()
-            assert os.listdir(wants) == ["labtwin-kubelet.service"]
-            kj = json.loads((seed / "etc/labtwin/kubelet.json").read_text())
-            assert kj == {"server": "http://10.213.31.6:6443", "node_name": h.name,
-                          "node_ip": str(h.address), "pod_cidr": str(h.pod_cidr),
-                          "nfs_mounts": {"10.213.31.6:/nfsdata": "/var/lib/labtwin-nfs"}}

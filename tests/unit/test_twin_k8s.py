@@ -27,13 +27,9 @@ def test_workers_make_hosts_after_master_on_the_seeds_octets():
         ("master", "10.213.40.6", ("control-plane", "registry", "nfs-server")),
         ("node01", "10.213.40.7", ("worker",)), ("node02", "10.213.40.8", ("worker",)),
         ("node03", "10.213.40.9", ("worker",)), ("node04", "10.213.40.10", ("worker",))]
-    # a kubeadm cluster's pod CIDRs come from its Nodes, the emulation's are fixed
-    assert all(h.pod_cidr is None for h in c.hosts)
-    assert [str(h.pod_cidr) for h in cfg(kube=True).hosts[1:]] == ["10.244.1.0/24", "10.244.2.0/24"]
 
 
 @pytest.mark.parametrize("kw, message", [
-    ({"kube": True, "kubeadm": True}, "choose one Kubernetes"),
     ({"workers": 0}, "workers must be 1 to 8"),
     ({"workers": 9}, "workers must be 1 to 8"),
 ])
@@ -91,7 +87,7 @@ def test_a_join_command_without_token_is_a_clear_error():
 def test_the_twins_inventory_says_containerd_for_kubeadm_workers():
     hosts = inventory.render(cfg(kubeadm=True, workers=3))["hosts"]
     assert [h["runtime"] for h in hosts] == ["docker", "containerd", "containerd", "containerd"]
-    assert {h["runtime"] for h in inventory.render(cfg(kube=True))["hosts"]} == {"docker"}
+    assert {h["runtime"] for h in inventory.render(cfg())["hosts"]} == {"docker"}  # bare hosts
 
 
 def test_versions_come_from_the_pinned_modules():

@@ -1,1 +1,0 @@
-"""Controllers of the Kubernetes twin: pure planning functions plus thin informer-driven loops."""
