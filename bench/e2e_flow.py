@@ -1,9 +1,13 @@
-"""Wall time of the whole seed flow on a fresh twin, and of the re-run (which changes nothing).
+"""Wall time of the whole seed flow on a fresh kubeadm twin, and of the re-run (which changes
+nothing); then NFS throughput in a pod.
 
-    sudo .venv/bin/python bench/e2e_flow.py [--runs 1] [--verbose]
+    sudo .venv/bin/python bench/e2e_flow.py [--runs 1] [--mib 64] [--verbose]
 Runs the flow's steps in process (what `invoke up` runs, without the CLI start-up) on its own
-twin (`lbflow`, first free /24 from 10.213.42.0/24), and prints per step: wall time and SSH
-round trips (commands + uploads) summed over hosts. Also times `invoke up` as a user runs it.
+twin (`lbflow`, first free /24 from 10.213.42.0/24; a real cluster made by kubeadm, not counted
+in the flow's time), and prints per step: wall time and SSH round trips (commands + uploads)
+summed over hosts. Also times `invoke up` as a user runs it. Last, dd writes and reads a file
+through pod statefulset-0's NFS volume (the kubelet's nfs mount, via labtwin's FUSE client, that
+the container sees), next to the same on the export's own disk on master.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import time
 from pathlib import Path
 
 from _twin import fresh_twin, quiet_ui
+from nfs_fuse import dd_pair, sh
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,9 +51,25 @@ def show(title: str, total: float, rows) -> None:
         print(f"  {name:<15} {dt:6.1f}s  {cmds:3d} ssh round trips")
 
 
+def pod_nfs_throughput(cfg, mib: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(write, read) MB/s through statefulset-0's volume and on master's export dir."""
+    import json
+
+    pod = json.loads(sh(cfg, "master", "kubectl get pod statefulset-0 -o json"))
+    claim = next(v["persistentVolumeClaim"]["claimName"] for v in pod["spec"]["volumes"]
+                 if v.get("persistentVolumeClaim"))
+    pv = json.loads(sh(cfg, "master", f"kubectl get pvc {claim} -o json"))["spec"]["volumeName"]
+    vol = f"/var/lib/kubelet/pods/{pod['metadata']['uid']}/volumes/kubernetes.io~nfs/{pv}"
+    node = pod["spec"]["nodeName"]
+    in_pod = dd_pair(cfg, f"{vol}/nfsbench.bin", mib, direct_read=False, host=node)
+    disk = dd_pair(cfg, "/nfsdata/nfsbench.bin", mib, direct_read=True, host="master")
+    return in_pod, disk
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=1, help="fresh twins to run the flow on")
+    p.add_argument("--mib", type=int, default=64, help="file size of the NFS throughput figure")
     p.add_argument("--verbose", action="store_true", help="print labkit's output too")
     args = p.parse_args()
     quiet_ui(args.verbose)
@@ -71,6 +92,9 @@ def main() -> None:
                 sys.exit(f"bench: `invoke up` re-run failed:\n{(r.stdout + r.stderr)[-2000:]}")
             cli.append(time.monotonic() - t0)
             print(f"run {i + 1}: `invoke up` re-run as a user runs it: {cli[-1]:.1f}s", flush=True)
+            (pw, pr), (dw, dr) = pod_nfs_throughput(cfg, args.mib)
+            print(f"run {i + 1}: NFS in pod statefulset-0 ({args.mib} MiB): write {pw:.0f} MB/s, read {pr:.0f} MB/s; "
+                  f"export disk on master: write {dw:.0f} MB/s, read {dr:.0f} MB/s", flush=True)
     print(f"seed flow, fresh twin: median {statistics.median(fresh):.1f}s  (runs: {len(fresh)})")
     print(f"seed flow, re-run:     median {statistics.median(rerun):.1f}s  (`invoke up`: {statistics.median(cli):.1f}s)")
 
