@@ -6,7 +6,9 @@ field (``hosts[1].address``), the YAML line where known, and what is allowed.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import reprlib
 from pathlib import Path
 from typing import Annotated, Literal
@@ -52,13 +54,17 @@ class SSH(_Model):
     @field_validator("key", "known_hosts")
     @classmethod
     def _relative_to_inventory(cls, value, info: ValidationInfo):
-        # Relative paths are relative to the inventory file's directory, not the cwd.
-        if value is None:
-            return value
-        base = (info.context or {}).get("base_dir")
-        if base is not None and not os.path.isabs(value):
-            value = os.path.normpath(os.path.join(base, value))
+        return _from_inventory_dir(value, info)
+
+
+def _from_inventory_dir(value: str | None, info: ValidationInfo) -> str | None:
+    """Relative paths are relative to the inventory file's directory, not the cwd."""
+    if value is None:
         return value
+    base = (info.context or {}).get("base_dir")
+    if base is not None and not os.path.isabs(value):
+        value = os.path.normpath(os.path.join(base, value))
+    return value
 
 
 class Host(_Model):
@@ -141,6 +147,107 @@ class Rollout(_Model):
     partition: Annotated[int, Field(ge=0, le=1000)] = 0
 
 
+# ---- kubernetes.cluster: what `invoke setup-cluster` makes with kubeadm -------------------------
+
+# The phases `kubeadm init --help` lists (v1.37.2): what skip_phases may name.
+KUBEADM_INIT_PHASES = (
+    "preflight", "certs", "certs/ca", "certs/apiserver", "certs/apiserver-kubelet-client",
+    "certs/front-proxy-ca", "certs/front-proxy-client", "certs/etcd-ca", "certs/etcd-server",
+    "certs/etcd-peer", "certs/etcd-healthcheck-client", "certs/apiserver-etcd-client", "certs/sa",
+    "kubeconfig", "kubeconfig/admin", "kubeconfig/super-admin", "kubeconfig/kubelet",
+    "kubeconfig/controller-manager", "kubeconfig/scheduler", "etcd", "etcd/local", "control-plane",
+    "control-plane/apiserver", "control-plane/controller-manager", "control-plane/scheduler",
+    "kubelet-start", "wait-control-plane", "upload-config", "upload-config/kubeadm",
+    "upload-config/kubelet", "upload-certs", "mark-control-plane", "bootstrap-token",
+    "kubelet-finalize", "kubelet-finalize/enable-client-cert-rotation", "addon", "addon/coredns",
+    "addon/kube-proxy", "show-join-command",
+)
+# The controller-manager gives each node a /24 of the pod subnet (kubeadm's default node mask).
+NODE_CIDR_PREFIX = 24
+# kube-apiserver refuses a service range larger than 2^20 addresses.
+LARGEST_SERVICE_PREFIX = 12
+_KUBE_VERSION_RE = re.compile(r"^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$")
+
+
+def _kube_version(value: str) -> str:
+    if not _KUBE_VERSION_RE.match(value):
+        raise ValueError(f"{value!r} is not a Kubernetes release: use vMAJOR.MINOR.PATCH, e.g. v1.37.2 "
+                         "(labels such as 'stable' need the internet)")
+    return value
+
+
+def _ipv4_network(value: str) -> str:
+    try:
+        return str(ipaddress.IPv4Network(value))
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not an IPv4 network in CIDR form, e.g. 10.244.0.0/16 ({exc})") from None
+
+
+def _pod_subnet(value: str) -> str:
+    net = ipaddress.IPv4Network(_ipv4_network(value))
+    if net.prefixlen > NODE_CIDR_PREFIX:
+        raise ValueError(f"{value!r} is smaller than one node's share: each node gets a /{NODE_CIDR_PREFIX} of "
+                         f"the pod subnet, so use a /{NODE_CIDR_PREFIX} or larger (e.g. 10.244.0.0/16)")
+    return str(net)
+
+
+def _service_subnet(value: str) -> str:
+    net = ipaddress.IPv4Network(_ipv4_network(value))
+    if net.prefixlen < LARGEST_SERVICE_PREFIX:
+        raise ValueError(f"{value!r} is too large: kube-apiserver takes at most a /{LARGEST_SERVICE_PREFIX} "
+                         "(e.g. 10.96.0.0/12)")
+    return str(net)
+
+
+def _image_repository(value: str) -> str:
+    # imageRepository is right when kubeadm's image names under it are image references.
+    try:
+        v.image_ref(f"{value}/kube-apiserver:v1.0.0")
+    except ValueError:
+        raise ValueError(f"{value!r} is not an image repository: use registry[:port][/path] without a tag, "
+                         "e.g. 192.168.20.6:5000/k8s or registry.k8s.io") from None
+    return value
+
+
+def _skip_phases(values: list[str]) -> list[str]:
+    unknown = [p for p in values if p not in KUBEADM_INIT_PHASES]
+    if unknown:
+        raise ValueError(f"unknown kubeadm phase(s) {', '.join(map(repr, unknown))}: use names from "
+                         "`kubeadm init --help`, e.g. preflight, addon/coredns, addon/kube-proxy")
+    if len(set(values)) != len(values):
+        raise ValueError("phases are repeated: list each once")
+    return values
+
+
+class Kubelet(_Model):
+    fail_swap_on: bool = True      # false: the kubelet runs on a host with swap on
+    fail_cgroup_v1: bool = True    # false: the kubelet runs on cgroup v1 (refused by default since 1.35)
+    # false: no disk-pressure eviction and no image GC, for hosts sharing one disk (the twin's)
+    disk_eviction: bool = True
+
+
+class KubeProxy(_Model):
+    # false: kube-proxy leaves nf_conntrack_max as it is (read-only inside a container's namespace)
+    set_conntrack_max: bool = True
+
+
+class Cluster(_Model):
+    create: bool = False           # true: `invoke up` starts with setup-cluster
+    version: Annotated[str, AfterValidator(_kube_version)] = "v1.37.2"
+    pod_subnet: Annotated[str, AfterValidator(_pod_subnet)] = "10.244.0.0/16"
+    service_subnet: Annotated[str, AfterValidator(_service_subnet)] = "10.96.0.0/12"
+    image_repository: Annotated[str, AfterValidator(_image_repository)] | None = None  # offline labs
+    cni_manifest: Annotated[str, AfterValidator(v.local_path)] | None = None  # instead of host-gw
+    skip_phases: Annotated[list[str], AfterValidator(_skip_phases)] = []
+    kubelet: Kubelet = Kubelet()
+    kube_proxy: KubeProxy = KubeProxy()
+
+    @field_validator("cni_manifest")
+    @classmethod
+    def _relative_to_inventory(cls, value, info: ValidationInfo):
+        return _from_inventory_dir(value, info)
+
+
 class Kubernetes(_Model):
     namespace: Label = "default"
     provisioner: Provisioner = Provisioner()
@@ -148,6 +255,7 @@ class Kubernetes(_Model):
     service: Service
     statefulset: StatefulSet
     rollout: Rollout
+    cluster: Cluster = Cluster()
 
 
 class Inventory(_Model):
@@ -312,6 +420,31 @@ def _cross_checks(inv: Inventory) -> list[tuple[tuple, str]]:
         problems.append((("kubernetes", "rollout", "partition"),
                          f"partition {k.rollout.partition} is above rollout.replicas {k.rollout.replicas}: "
                          f"use 0-{k.rollout.replicas}"))
+    return problems + _cluster_checks(inv)
+
+
+def _cluster_checks(inv: Inventory) -> list[tuple[tuple, str]]:
+    """The pod and service subnets must not collide with each other or with the hosts."""
+    c = inv.kubernetes.cluster
+    at = ("kubernetes", "cluster")
+    pods, services = ipaddress.IPv4Network(c.pod_subnet), ipaddress.IPv4Network(c.service_subnet)
+    problems = []
+    if pods.overlaps(services):
+        problems.append((at + ("service_subnet",), f"{c.service_subnet} overlaps pod_subnet {c.pod_subnet}: "
+                                                   "give pods and services separate ranges"))
+    for i, h in enumerate(inv.hosts):
+        try:
+            address = ipaddress.ip_address(h.address)
+        except ValueError:
+            continue  # a DNS name: its address is the host's business
+        for name, net in (("pod_subnet", pods), ("service_subnet", services)):
+            if address in net:
+                problems.append((at + (name,), f"{net} contains hosts[{i}].address {h.address}: pick a range "
+                                               "outside the hosts' network"))
+    nodes = 2 ** (NODE_CIDR_PREFIX - pods.prefixlen)
+    if len(inv.hosts) > nodes:
+        problems.append((at + ("pod_subnet",), f"{c.pod_subnet} holds {nodes} node range(s) of "
+                                               f"/{NODE_CIDR_PREFIX}, for {len(inv.hosts)} hosts: use a larger one"))
     return problems
 
 

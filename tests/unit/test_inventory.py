@@ -153,3 +153,56 @@ def test_twin_inventory_satisfies_the_schema(tmp_path):
     inv = inventory.parse(yaml.safe_dump(twin_inventory.render(cfg), sort_keys=False), tmp_path / "inv.yaml")
     assert inv.nfs.server == "ganesha"
     assert inv.control_plane.name == "master" and len(inv.workers) == 2
+
+
+# ---- kubernetes.cluster (setup-cluster) -----------------------------------------------------
+
+
+def _with_cluster(section: str) -> str:
+    """The seed inventory with a kubernetes.cluster section (indented under kubernetes:)."""
+    return (ROOT / "hosts.yaml").read_text() + "  cluster:\n" + "".join(f"    {line}\n" for line in section.splitlines())
+
+
+def test_cluster_defaults_are_the_twins_build():
+    c = inventory.load(ROOT / "hosts.yaml").kubernetes.cluster
+    assert (c.create, c.version, c.pod_subnet, c.service_subnet) == \
+        (False, "v1.37.2", "10.244.0.0/16", "10.96.0.0/12")
+    assert (c.image_repository, c.cni_manifest, c.skip_phases) == (None, None, [])
+    assert (c.kubelet.fail_swap_on, c.kubelet.fail_cgroup_v1, c.kubelet.disk_eviction) == (True, True, True)
+    assert c.kube_proxy.set_conntrack_max is True
+
+
+def test_cluster_settings_of_an_offline_twin(tmp_path):
+    text = _with_cluster("create: true\nimage_repository: 192.168.20.6:5000/k8s\ncni_manifest: cni/flannel.yaml\n"
+                         "skip_phases: [preflight, addon/coredns]\n"
+                         "kubelet: {fail_swap_on: false, fail_cgroup_v1: false, disk_eviction: false}\n"
+                         "kube_proxy: {set_conntrack_max: false}")
+    c = inventory.parse(text, tmp_path / "hosts.yaml").kubernetes.cluster
+    assert c.create and c.image_repository == "192.168.20.6:5000/k8s"
+    assert c.cni_manifest == str(tmp_path / "cni" / "flannel.yaml")  # relative to the inventory's directory
+    assert c.skip_phases == ["preflight", "addon/coredns"]
+    assert not (c.kubelet.fail_swap_on or c.kubelet.fail_cgroup_v1 or c.kubelet.disk_eviction)
+
+
+@pytest.mark.parametrize("section,field,message", [
+    ("version: 1.37.2", "kubernetes.cluster.version", "is not a Kubernetes release: use vMAJOR.MINOR.PATCH"),
+    ("version: stable-1", "kubernetes.cluster.version", "need the internet"),
+    ("pod_subnet: 10.244.1.0/16", "kubernetes.cluster.pod_subnet", "has host bits set"),
+    ("pod_subnet: fd00::/64", "kubernetes.cluster.pod_subnet", "is not an IPv4 network"),
+    ("pod_subnet: 10.244.0.0/25", "kubernetes.cluster.pod_subnet", "each node gets a /24"),
+    ("pod_subnet: 10.244.0.0/24", "kubernetes.cluster.pod_subnet", "holds 1 node range(s) of /24, for 3 hosts"),
+    ("service_subnet: 10.0.0.0/8", "kubernetes.cluster.service_subnet", "kube-apiserver takes at most a /12"),
+    ("service_subnet: 10.244.0.0/20", "kubernetes.cluster.service_subnet", "overlaps pod_subnet 10.244.0.0/16"),
+    ("pod_subnet: 192.168.0.0/16", "kubernetes.cluster.pod_subnet", "contains hosts[0].address 192.168.20.6"),
+    ("image_repository: 'reg:5000/k8s:v1'", "kubernetes.cluster.image_repository", "is not an image repository"),
+    ("image_repository: 'reg;reboot'", "kubernetes.cluster.image_repository", "is not an image repository"),
+    ("skip_phases: [preflght]", "kubernetes.cluster.skip_phases", "unknown kubeadm phase(s) 'preflght'"),
+    ("skip_phases: [preflight, preflight]", "kubernetes.cluster.skip_phases", "phases are repeated"),
+    ("create: 'yes'", "kubernetes.cluster.create", "Input should be a valid boolean"),
+    ("kubelet: {fail_swap: false}", "kubernetes.cluster.kubelet.fail_swap", "unknown field; allowed fields: "
+                                                                            "fail_swap_on, fail_cgroup_v1"),
+])
+def test_bad_cluster_settings(section, field, message):
+    with pytest.raises(InventoryError) as info:
+        inventory.parse(_with_cluster(section), "hosts.yaml")
+    assert any(f == field and message in m for f, _, m in info.value.problems), info.value.problems
