@@ -82,6 +82,21 @@ def doctor(c, inventory: str | None = None):
     _run(lambda: flows.doctor(_load(c, inventory)))
 
 
+@task(help={"inventory": INVENTORY_HELP, "plan": PLAN_HELP,
+            "reset": "first undo kubeadm init/join on every host (`kubeadm reset -f`; needs --yes)",
+            "yes": "confirm --reset",
+            "timeout": "seconds to wait for the nodes to register and be Ready"})
+def setup_cluster(c, inventory: str | None = None, plan: bool = False, reset: bool = False, yes: bool = False,
+                  timeout: int = 180):
+    """Make the kubeadm cluster: prepare every host, kubeadm init and join, host-gw pod network, nodes Ready."""
+    from labkit import flows_cluster
+
+    if reset and not yes:
+        raise Exit("labkit: --reset removes the cluster from every host in the inventory (kubeadm reset -f): "
+                   "add --yes to confirm", code=1)
+    _run(lambda: flows_cluster.setup_cluster(_load(c, inventory), plan=plan, reset=reset, timeout=timeout))
+
+
 # ---- Kubernetes tasks: bodies in labkit/flows_kube.py ---------------------------------
 
 TIMEOUT_HELP = "seconds to wait for each rollout (kubectl rollout status --timeout)"
@@ -179,7 +194,7 @@ def up(c, inventory: str | None = None, plan: bool = False, timeout: int = 600):
         _judge(result.verify)
 
 
-ns = Collection(setup_registry, setup_nfs, build_images, doctor, deploy, scale, write_v2, verify, status,
+ns = Collection(setup_cluster, setup_registry, setup_nfs, build_images, doctor, deploy, scale, write_v2, verify, status,
                 teardown, up)
 # Invoke only lets INVOKE_* env vars override keys that exist in the defaults.
 ns.configure({"lab": {"inventory": DEFAULT_INVENTORY}})

@@ -372,23 +372,28 @@ class UpResult:
 
 
 def up(inv, *, plan: bool = False, timeout: int = DEFAULT_TIMEOUT) -> UpResult:
-    """The seed flow in order: setup-registry, setup-nfs, build-images, deploy, scale, write-v2, verify.
+    """The seed flow in order: setup-cluster (when ``kubernetes.cluster.create``), setup-registry,
+    setup-nfs, build-images, deploy, scale, write-v2, verify.
 
     Applied, it stops at the first failing step and returns verify's report (the caller judges it).
     With ``plan`` every step prints its plan and nothing changes: see ``plan_up``.
     """
-    from labkit import flows  # host flows; imported here so tests can replace them on the module
+    from labkit import flows, flows_cluster  # imported here so tests can replace them on the module
 
     if plan:
         return plan_up(inv)
+    done = []
+    if inv.kubernetes.cluster.create:  # the inventory asks labkit to make the cluster first
+        flows_cluster.setup_cluster(inv)
+        done.append("setup-cluster")
     flows.setup_registry(inv)
     flows.setup_nfs(inv)
     flows.build_images(inv)
     deploy(inv, timeout=timeout)
     scale(inv, timeout=timeout)
     write_v2(inv)
-    return UpResult({s: "applied" for s in ("setup-registry", "setup-nfs", "build-images", "deploy", "scale",
-                                            "write-v2")}, verify(inv))
+    done += ["setup-registry", "setup-nfs", "build-images", "deploy", "scale", "write-v2"]
+    return UpResult({s: "applied" for s in done}, verify(inv))
 
 
 def _pending(report: RunReport | None) -> str:
@@ -399,12 +404,16 @@ def plan_up(inv) -> UpResult:
     """Each step's plan in order, changing nothing. A step whose facts only exist once an earlier
     step is applied (no registry yet, no StatefulSet yet) is not planned against the lab: it says
     what it would do once that step is applied, from the inventory, and planning goes on."""
-    from labkit import flows
+    from labkit import flows, flows_cluster
 
     steps: dict[str, str] = {}
     r = inv.kubernetes.rollout
     reg_host, cp, nfs_host = inv.registry_host.name, inv.control_plane.name, inv.nfs_server.name
 
+    cluster_pending = False
+    if inv.kubernetes.cluster.create:
+        cluster_pending = flows_cluster.changed(flows_cluster.setup_cluster(inv, plan=True))
+        steps["setup-cluster"] = "would change" if cluster_pending else "no change"
     reg = flows.setup_registry(inv, plan=True)
     steps["setup-registry"] = _pending(reg.report)
     steps["setup-nfs"] = _pending(flows.setup_nfs(inv, plan=True).report)
@@ -423,6 +432,15 @@ def plan_up(inv) -> UpResult:
     else:
         steps["build-images"] = _pending(flows.build_images(inv, plan=True).report)
 
+    if cluster_pending:  # no apiserver to plan the Kubernetes steps against yet
+        for step in ("deploy", "scale", "write-v2"):
+            steps[step] = "after setup-cluster"
+            ui.line(cp, step, "would change (after setup-cluster)",
+                    "plan depends on setup-cluster being applied (the cluster does not exist yet)")
+        steps["verify"] = "skipped"
+        ui.table("up: plan (plan mode: nothing was changed)", ["step", "plan"],
+                 [[k, v] for k, v in steps.items()], status_column=1)
+        return UpResult(steps)
     dep = deploy(inv, plan=True)
     steps["deploy"] = _pending(dep.report)
     sts = dep.details.get("sts")

@@ -163,14 +163,21 @@ def _pod_network(cfg: TwinConfig, pids: dict[str, int], deadline: float) -> None
             "allowing pod traffic through FORWARD")
 
 
+def import_all(cfg: TwinConfig, pids: dict[str, int], archives: dict[str, Path]) -> None:
+    """kubeadm's images into every host's containerd, as an offline lab pre-pulls them."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    with ThreadPoolExecutor(len(cfg.hosts)) as pool:
+        for f in [pool.submit(import_images, pids[h.name], h, archives, h is cfg.master, deadline)
+                  for h in cfg.hosts]:
+            f.result()
+
+
 def create(cfg: TwinConfig, pids: dict[str, int], archives: dict[str, Path], version: str, say=print) -> None:
     t0 = time.monotonic()
     deadline = t0 + READY_TIMEOUT
     m = cfg.master
     mpid = pids[m.name]
-    with ThreadPoolExecutor(len(cfg.hosts)) as pool:
-        for f in [pool.submit(import_images, pids[h.name], h, archives, h is m, deadline) for h in cfg.hosts]:
-            f.result()
+    import_all(cfg, pids, archives)
     say(f"  images imported into containerd ({time.monotonic() - t0:.1f}s)")
     _put(mpid, m.name, "/etc/kubernetes/kubeadm.yaml", kubeadm_config(cfg, version))
     _sh(mpid, m.name, "kubeadm init --config /etc/kubernetes/kubeadm.yaml > /var/log/kubeadm-init.log 2>&1"

@@ -216,7 +216,7 @@ def _k8s_build() -> K8sBuild:
 
 
 def _config_record(cfg: TwinConfig) -> dict:
-    return {"name": cfg.name, "subnet": str(cfg.subnet), "kubeadm": cfg.kubeadm,
+    return {"name": cfg.name, "subnet": str(cfg.subnet), "kubeadm": cfg.kubeadm, "cluster": cfg.cluster,
             "workers": cfg.workers}
 
 
@@ -270,9 +270,12 @@ def _start(cfg: TwinConfig, k8s: K8sBuild | None = None) -> None:
     with ThreadPoolExecutor(len(cfg.hosts)) as pool:
         for f in [pool.submit(ready_and_load, h) for h in cfg.hosts]:
             f.result()
-    if k8s:
+    if k8s and cfg.cluster:
         print(f"making a Kubernetes {k8s.version} cluster with kubeadm", flush=True)
         cluster.create(cfg, started, k8s.archives, k8s.version, say=lambda s: print(s, flush=True))
+    elif k8s:  # kubeadm-ready: everything installed and the images pre-pulled, no cluster
+        cluster.import_all(cfg, started, k8s.archives)
+        print("kubeadm-ready hosts, no cluster: make it with `invoke setup-cluster`", flush=True)
     inventory.write(cfg)
     (cfg.state_dir / "complete").touch()
 

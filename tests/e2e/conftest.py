@@ -20,18 +20,28 @@ E2E_NAME = "lte2e"
 E2E_FIRST_SUBNET = "10.213.39.0/24"
 
 
-def _e2e_config(subnet: str = E2E_FIRST_SUBNET):
+def _e2e_config(subnet: str = E2E_FIRST_SUBNET, cluster: bool = True):
     """Name/state/subnet from LABTWIN_E2E_* only (LABTWIN_* belong to the developer's twin)."""
     from labtwin.hosts.config import STATE_ROOT, TwinConfig
 
     name = os.environ.get("LABTWIN_E2E_NAME") or E2E_NAME
     state = os.environ.get("LABTWIN_E2E_STATE") or str(STATE_ROOT / name)
-    return TwinConfig.from_env(name=name, state=state, subnet=subnet, kubeadm=True)
+    return TwinConfig.from_env(name=name, state=state, subnet=subnet, kubeadm=True, cluster=cluster)
 
 
 @pytest.fixture(scope="module")
 def e2e():
     """A fresh kubeadm twin for this module, down at its end whatever happened."""
+    yield from _fresh_twin(cluster=True)
+
+
+@pytest.fixture(scope="module")
+def e2e_bare():
+    """Fresh kubeadm-ready hosts without a cluster (labkit's setup-cluster makes it)."""
+    yield from _fresh_twin(cluster=False)
+
+
+def _fresh_twin(cluster: bool):
     if os.geteuid() != 0:
         pytest.fail("the e2e tests need root (the twin uses namespaces, mounts, cgroups): run them as root")
     from labtwin.hosts import lab, network
@@ -39,7 +49,7 @@ def e2e():
     # down finds a leftover by name and state dir whatever its subnet; a fresh twin takes the
     # first free one (other twins may be running)
     lab.down(_e2e_config())
-    cfg = _e2e_config(os.environ.get("LABTWIN_E2E_SUBNET") or network.free_subnet(E2E_FIRST_SUBNET))
+    cfg = _e2e_config(os.environ.get("LABTWIN_E2E_SUBNET") or network.free_subnet(E2E_FIRST_SUBNET), cluster)
     try:
         lab.up(cfg)
         yield E2E(cfg)
