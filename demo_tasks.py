@@ -1,8 +1,9 @@
 """`invoke demo`: the whole seed procedure on the one-box lab, from nothing to the verify table.
 
-twin up --kubeadm (three hosts and a real kubeadm cluster: upstream Kubernetes built from its Go
-modules, see the README) -> setup-registry, setup-nfs, build-images,
-deploy, scale, write-v2, verify against the twin's inventory -> how to look around and tear down.
+twin up --kubeadm --no-cluster (three kubeadm-ready hosts: upstream Kubernetes built from its Go
+modules and containerd installed, images pre-pulled, no cluster; see the README) -> labkit's
+setup-cluster (kubeadm init/join, pod network), setup-registry, setup-nfs, build-images, deploy,
+scale, write-v2, verify against the twin's inventory -> how to look around and tear down.
 Instance: env LABTWIN_NAME / LABTWIN_STATE / LABTWIN_SUBNET like the `twin` tasks, so
 `invoke twin.ssh master` and `invoke twin.down` reach the same twin.
 """
@@ -14,7 +15,7 @@ from invoke import Exit, task
 @task(help={"subnet": "IPv4 subnet of the twin (env LABTWIN_SUBNET, default 10.213.20.0/24)",
             "timeout": "seconds to wait for each rollout"})
 def demo(c, subnet: str | None = None, timeout: int = 600):
-    """Bring up the twin lab with a real kubeadm cluster, run the whole labkit flow on it, show how to look around."""
+    """Bring up kubeadm-ready twin hosts, make the cluster and run the whole flow with labkit, show how to look around."""
     from labkit import flows_kube, ui
     from labkit.errors import LabkitError
     from labkit.inventory import load
@@ -22,8 +23,8 @@ def demo(c, subnet: str | None = None, timeout: int = 600):
     from labtwin.hosts.config import TwinConfig, TwinError
 
     ui.heading("1/2  twin up: master, node01, node02 (namespaces + systemd + sshd + docker + containerd), "
-               "a Kubernetes cluster made with kubeadm")
-    rc = twin_cli(["up", "--kubeadm", *(["--subnet", subnet] if subnet else [])])
+               "kubeadm-ready, no cluster yet")
+    rc = twin_cli(["up", "--kubeadm", "--no-cluster", *(["--subnet", subnet] if subnet else [])])
     if rc != 0:
         raise Exit("demo: twin up failed (see the message above); `invoke twin.down` clears leftovers", code=rc)
     try:
@@ -32,7 +33,8 @@ def demo(c, subnet: str | None = None, timeout: int = 600):
         raise Exit(f"demo: {exc}", code=2) from None
     inventory = str(cfg.inventory_path)
 
-    ui.heading(f"2/2  the seed flow with labkit against {inventory}")
+    ui.heading(f"2/2  labkit against {inventory}: setup-cluster (a Kubernetes cluster made with kubeadm), "
+               "then the seed flow")
     try:
         inv = load(inventory)
         report = flows_kube.up(inv, timeout=timeout).verify  # the same flow as `invoke up`

@@ -32,7 +32,8 @@ def test_demo_runs_the_whole_flow_and_its_hints_work(cfg):
     p = subprocess.run([str(INVOKE), "demo"], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     out = p.stdout + p.stderr
     assert p.returncode == 0, out[-4000:]
-    for text in ("1/2  twin up", "2/2  the seed flow", "4 new PVC/PV pair(s)", "verify: 10/10 pods ok",
+    for text in ("1/2  twin up", "2/2  labkit against", "setup-cluster: control plane", "3 node(s) Ready",
+                 "4 new PVC/PV pair(s)", "verify: 10/10 pods ok",
                  f"LABTWIN_NAME={cfg.name} invoke twin.ssh master", "a Kubernetes cluster made with kubeadm", "invoke twin.down"):
         assert text in out, text
     # the twin it reports on is the one still up, and the hint reaches kubectl on master
