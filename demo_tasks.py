@@ -1,6 +1,6 @@
 """`invoke demo`: the whole seed procedure on the one-box lab, from nothing to the verify table.
 
-twin up --kubeadm --no-cluster (three kubeadm-ready hosts: upstream Kubernetes built from its Go
+twin up --kubeadm (three kubeadm-ready hosts: upstream Kubernetes built from its Go
 modules and containerd installed, images pre-pulled, no cluster; see the README) -> labkit's
 setup-cluster (kubeadm init/join, pod network), setup-registry, setup-nfs, build-images, deploy,
 scale, write-v2, verify against the twin's inventory -> how to look around and tear down.
@@ -24,7 +24,7 @@ def demo(c, subnet: str | None = None, timeout: int = 600):
 
     ui.heading("1/2  twin up: master, node01, node02 (namespaces + systemd + sshd + docker + containerd), "
                "kubeadm-ready, no cluster yet")
-    rc = twin_cli(["up", "--kubeadm", "--no-cluster", *(["--subnet", subnet] if subnet else [])])
+    rc = twin_cli(["up", "--kubeadm", *(["--subnet", subnet] if subnet else [])])
     if rc != 0:
         raise Exit("demo: twin up failed (see the message above); `invoke twin.down` clears leftovers", code=rc)
     try:

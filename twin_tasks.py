@@ -34,16 +34,14 @@ def _check(rc: int, what: str) -> None:
 
 
 @task(help={"subnet": "IPv4 subnet (env LABTWIN_SUBNET, default 10.213.20.0/24)",
-            "kubeadm": "make a real Kubernetes cluster (kubeadm, kubelet, containerd built from Go modules; the first build takes long); on by default, --no-kubeadm or LABTWIN_KUBEADM=0 for bare hosts",
-            "cluster": "with kubeadm, make the cluster (default); --no-cluster leaves kubeadm-ready hosts for `invoke setup-cluster`",
+            "kubeadm": "kubeadm-ready hosts (kubeadm, kubelet, containerd built from Go modules, the first build takes long; `invoke setup-cluster` makes the cluster); on by default, --no-kubeadm or LABTWIN_KUBEADM=0 for bare hosts",
             "workers": "number of worker hosts node01..nodeNN (env LABTWIN_WORKERS, default 2)",
             "name": NAME_HELP, "state": STATE_HELP})
-def up(c, subnet: str | None = None, kubeadm: bool = KUBEADM_DEFAULT, cluster: bool = True, workers: int = 0,
+def up(c, subnet: str | None = None, kubeadm: bool = KUBEADM_DEFAULT, workers: int = 0,
        name: str | None = None, state: str | None = None):
     """Start master and the workers (cleans the leftovers of a crashed twin first)."""
     _check(_cli(*_opts(name, state), "up", *(["--subnet", subnet] if subnet else []),
-                "--kubeadm" if kubeadm else "--no-kubeadm", "--cluster" if cluster else "--no-cluster",
-                *(["--workers", str(workers)] if workers else [])), "up")
+                "--kubeadm" if kubeadm else "--no-kubeadm", *(["--workers", str(workers)] if workers else [])), "up")
 
 
 @task(help={"name": NAME_HELP, "state": STATE_HELP})

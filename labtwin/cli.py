@@ -14,8 +14,7 @@ from .hosts.config import KUBEADM_DEFAULT, TwinConfig, TwinError
 
 def _config(args: argparse.Namespace) -> TwinConfig:
     return TwinConfig.from_env(name=args.name, state=args.state, subnet=getattr(args, "subnet", None),
-                               kubeadm=getattr(args, "kubeadm", False), cluster=getattr(args, "cluster", True),
-                               workers=getattr(args, "workers", None))
+                               kubeadm=getattr(args, "kubeadm", False), workers=getattr(args, "workers", None))
 
 
 def ssh_argv(cfg: TwinConfig, hostname: str, command: list[str]) -> list[str]:
@@ -41,12 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="start the three hosts (cleans a crashed twin first)")
     up.add_argument("--subnet", help="IPv4 subnet (env LABTWIN_SUBNET, default 10.213.20.0/24)")
     up.add_argument("--kubeadm", action=argparse.BooleanOptionalAction, default=KUBEADM_DEFAULT,
-                    help="make a real cluster: upstream Kubernetes built from its Go modules (the first "
-                         "build takes long), containerd, kubeadm init/join; --no-kubeadm (or "
-                         "LABTWIN_KUBEADM=0) for bare hosts")
-    up.add_argument("--cluster", action=argparse.BooleanOptionalAction, default=True,
-                    help="with --kubeadm: make the cluster; --no-cluster leaves kubeadm-ready hosts "
-                         "(everything installed, images pre-pulled) for `invoke setup-cluster`")
+                    help="kubeadm-ready hosts: upstream Kubernetes built from its Go modules (the first "
+                         "build takes long) and containerd installed, images pre-pulled, no cluster "
+                         "(`invoke setup-cluster` makes it); --no-kubeadm (or LABTWIN_KUBEADM=0) for bare hosts")
     up.add_argument("--workers", type=int, help="worker hosts node01..nodeNN (env LABTWIN_WORKERS, default 2)")
     sub.add_parser("down", help="remove everything of the twin except the image cache")
     st = sub.add_parser("status", help="per host: running, sshd, dockerd (exit 1 if not all up)")

@@ -36,7 +36,8 @@ def _saved(state: Path) -> dict:
     return saved if isinstance(saved, dict) else {}
 
 
-# `up` makes a real kubeadm cluster unless told otherwise (--no-kubeadm, LABTWIN_KUBEADM=0):
+# `up` gives kubeadm-ready hosts (upstream Kubernetes and containerd installed, images pre-pulled;
+# labkit's setup-cluster makes the cluster) unless told otherwise (--no-kubeadm, LABTWIN_KUBEADM=0):
 # bare hosts are all the host-step tests need.
 KUBEADM_DEFAULT = os.environ.get("LABTWIN_KUBEADM", "1") != "0"
 
@@ -54,8 +55,7 @@ class TwinConfig:
     name: str
     state_dir: Path
     subnet: ipaddress.IPv4Network
-    kubeadm: bool = False   # a real cluster: upstream kubeadm, kubelet, containerd (labtwin.k8s)
-    cluster: bool = True    # with kubeadm: make the cluster; False: kubeadm-ready hosts only
+    kubeadm: bool = False   # kubeadm-ready hosts: upstream kubeadm, kubelet, containerd (labtwin.k8s)
     workers: int = DEFAULT_WORKERS
     hosts: tuple[HostSpec, ...] = field(init=False)
 
@@ -81,7 +81,7 @@ class TwinConfig:
 
     @classmethod
     def from_env(cls, name: str | None = None, state: str | os.PathLike | None = None,
-                 subnet: str | None = None, kubeadm: bool = False, cluster: bool = True,
+                 subnet: str | None = None, kubeadm: bool = False,
                  workers: int | None = None) -> "TwinConfig":
         """Arguments win over env (LABTWIN_NAME, LABTWIN_STATE, LABTWIN_SUBNET, LABTWIN_WORKERS),
         then what the running twin was started with (so status/ssh/down need no repeat), then
@@ -96,7 +96,7 @@ class TwinConfig:
             raise TwinError(f"subnet {subnet!r} is not an IPv4 network like 10.213.20.0/24: {exc}") from None
         if workers is None:
             workers = int(os.environ.get("LABTWIN_WORKERS") or saved.get("workers") or DEFAULT_WORKERS)
-        return cls(name=name, state_dir=Path(state).resolve(), subnet=net, kubeadm=kubeadm, cluster=cluster,
+        return cls(name=name, state_dir=Path(state).resolve(), subnet=net, kubeadm=kubeadm,
                    workers=workers)
 
     # --- derived names -----------------------------------------------------------------

@@ -39,14 +39,14 @@ def render(cfg: TwinConfig) -> dict:
 
 
 def twin_cluster(cfg: TwinConfig) -> dict:
-    """labkit's kubernetes.cluster for these hosts. `create` when the twin left the cluster to
-    labkit (`up --no-cluster`). What differs from a real machine, as kind sets it for its nodes:
+    """labkit's kubernetes.cluster for these hosts: `create`, so `invoke up` starts with
+    setup-cluster. What differs from a real machine, as kind sets it for its nodes:
     kubeadm's preflight rejects this container-like cgroup v1 host, CoreDNS's image is not built,
     cgroup v1 must be allowed (1.35+ refuses it), the disk is shared with the machine (no
     disk-pressure eviction), and nf_conntrack_max is read-only inside a network namespace."""
     from labtwin.k8s.build import versions
 
-    return {"create": not cfg.cluster, "version": versions()["kubernetes"],
+    return {"create": True, "version": versions()["kubernetes"],
             "skip_phases": ["preflight", "addon/coredns"],
             "kubelet": {"fail_swap_on": False, "fail_cgroup_v1": False, "disk_eviction": False},
             "kube_proxy": {"set_conntrack_max": False}}

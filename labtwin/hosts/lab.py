@@ -216,7 +216,7 @@ def _k8s_build() -> K8sBuild:
 
 
 def _config_record(cfg: TwinConfig) -> dict:
-    return {"name": cfg.name, "subnet": str(cfg.subnet), "kubeadm": cfg.kubeadm, "cluster": cfg.cluster,
+    return {"name": cfg.name, "subnet": str(cfg.subnet), "kubeadm": cfg.kubeadm,
             "workers": cfg.workers}
 
 
@@ -260,6 +260,8 @@ def _start(cfg: TwinConfig, k8s: K8sBuild | None = None) -> None:
     cfg.host_keys_file.write_text("\n".join(host_keys) + "\n")
     deadline = time.monotonic() + READY_TIMEOUT
     tarballs = images.tarballs(cfg)  # registry:2 and httpd:2.4 on every host
+    if k8s:
+        print(f"  {len(cfg.hosts)} hosts started; loading images", flush=True)
 
     def ready_and_load(h: HostSpec) -> None:
         _wait_ready(cfg, h, started[h.name], deadline, "docker")
@@ -270,12 +272,11 @@ def _start(cfg: TwinConfig, k8s: K8sBuild | None = None) -> None:
     with ThreadPoolExecutor(len(cfg.hosts)) as pool:
         for f in [pool.submit(ready_and_load, h) for h in cfg.hosts]:
             f.result()
-    if k8s and cfg.cluster:
-        print(f"making a Kubernetes {k8s.version} cluster with kubeadm", flush=True)
-        cluster.create(cfg, started, k8s.archives, k8s.version, say=lambda s: print(s, flush=True))
-    elif k8s:  # kubeadm-ready: everything installed and the images pre-pulled, no cluster
+    if k8s:  # kubeadm-ready: everything installed and the images pre-pulled; labkit makes the cluster
+        t0 = time.monotonic()
         cluster.import_all(cfg, started, k8s.archives)
-        print("kubeadm-ready hosts, no cluster: make it with `invoke setup-cluster`", flush=True)
+        print(f"  images imported into containerd ({time.monotonic() - t0:.1f}s); kubeadm-ready hosts, "
+              f"Kubernetes {k8s.version}, no cluster: `invoke setup-cluster` (or `invoke up`) makes it", flush=True)
     inventory.write(cfg)
     (cfg.state_dir / "complete").touch()
 

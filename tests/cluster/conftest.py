@@ -1,5 +1,5 @@
 """A real kubeadm cluster on the twin (issue 7): upstream Kubernetes built from its Go modules,
-containerd 2.x, `kubeadm init`/`join` inside the twin's hosts.
+containerd 2.x, made inside the twin's kubeadm-ready hosts by labkit's `invoke setup-cluster`.
 
 Each module gets its own fresh cluster twin (env LABTWIN_CLUSTER_NAME, default `ltk8s`, on the
 first free /24 from 10.213.49.0/24) and takes it down at its end. Checks read the cluster with
@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from clusterkit import FIRST_SUBNET, Cluster, cluster_config
+from clusterkit import FIRST_SUBNET, Cluster, cluster_config, invoke
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +24,8 @@ def cluster():
     cfg = cluster_config(subnet=network.free_subnet(FIRST_SUBNET))
     try:
         lab.up(cfg)
-        yield Cluster(cfg)
+        c = Cluster(cfg)
+        invoke(c, "setup-cluster")  # the cluster, made as a user makes it
+        yield c
     finally:
         lab.down(cfg)

@@ -35,7 +35,9 @@ def cluster():
     cfg = cluster_config(workers=1, subnet=network.free_subnet(FIRST_SUBNET))
     try:
         lab.up(cfg)
-        yield Cluster(cfg)
+        c = Cluster(cfg)
+        invoke(c, "setup-cluster")
+        yield c
     finally:
         lab.down(cfg)
 

@@ -1,6 +1,6 @@
-"""`twin up --kubeadm --workers 4` (issue 7): a twin process killed while it makes the cluster,
-then a clean start of a bigger lab, where a DaemonSet puts one web pod on every worker and
-master curls each of them."""
+"""`twin up --kubeadm --workers 4`: a twin process killed while it makes its hosts, then a clean
+start of a bigger lab, made a cluster from bare hosts by labkit's setup-cluster, where a
+DaemonSet puts one web pod on every worker and master curls each of them."""
 from __future__ import annotations
 
 import ipaddress
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from clusterkit import FIRST_SUBNET, Cluster, cluster_config
+from clusterkit import FIRST_SUBNET, Cluster, cluster_config, invoke
 
 pytestmark = pytest.mark.cluster
 WORKERS = 4
@@ -34,7 +34,7 @@ def cfg():
     lab.down(c)
 
 
-def test_a_twin_killed_while_making_the_cluster_is_cleaned_by_the_next_up(cfg):
+def test_a_twin_killed_while_making_its_hosts_is_cleaned_by_the_next_up(cfg):
     from labtwin.hosts import lab
 
     proc = subprocess.Popen(
@@ -44,17 +44,18 @@ def test_a_twin_killed_while_making_the_cluster_is_cleaned_by_the_next_up(cfg):
     seen = []
     for line in proc.stdout:
         seen.append(line)
-        if "images imported" in line:  # containerd, kubelets and kubeadm are under way
+        if "loading images" in line or "images imported" in line:  # hosts up, their images under way
             break
-    time.sleep(2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert any("images imported" in l for l in seen), "".join(seen)
+    assert any("loading images" in l or "images imported" in l for l in seen), "".join(seen)
     left = lab.leftovers(cfg)
     assert any(x.startswith("netns") for x in left) and any(x.startswith("process") for x in left), left
 
     lab.up(cfg)  # cleans what the killed run left, then a whole new lab
     assert lab.is_up(cfg)
+    out = invoke(Cluster(cfg), "setup-cluster")  # four workers joined from bare hosts
+    assert f"{WORKERS + 1} node(s) Ready" in out, out[-3000:]
 
 
 def test_four_workers_are_real_nodes_and_each_runs_a_pod_master_can_reach(cfg):

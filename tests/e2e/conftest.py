@@ -20,18 +20,19 @@ E2E_NAME = "lte2e"
 E2E_FIRST_SUBNET = "10.213.39.0/24"
 
 
-def _e2e_config(subnet: str = E2E_FIRST_SUBNET, cluster: bool = True):
+def _e2e_config(subnet: str = E2E_FIRST_SUBNET):
     """Name/state/subnet from LABTWIN_E2E_* only (LABTWIN_* belong to the developer's twin)."""
     from labtwin.hosts.config import STATE_ROOT, TwinConfig
 
     name = os.environ.get("LABTWIN_E2E_NAME") or E2E_NAME
     state = os.environ.get("LABTWIN_E2E_STATE") or str(STATE_ROOT / name)
-    return TwinConfig.from_env(name=name, state=state, subnet=subnet, kubeadm=True, cluster=cluster)
+    return TwinConfig.from_env(name=name, state=state, subnet=subnet, kubeadm=True)
 
 
 @pytest.fixture(scope="module")
 def e2e():
-    """A fresh kubeadm twin for this module, down at its end whatever happened."""
+    """A fresh kubeadm twin with its cluster (made by `invoke setup-cluster`) for this module,
+    down at its end whatever happened."""
     yield from _fresh_twin(cluster=True)
 
 
@@ -49,9 +50,12 @@ def _fresh_twin(cluster: bool):
     # down finds a leftover by name and state dir whatever its subnet; a fresh twin takes the
     # first free one (other twins may be running)
     lab.down(_e2e_config())
-    cfg = _e2e_config(os.environ.get("LABTWIN_E2E_SUBNET") or network.free_subnet(E2E_FIRST_SUBNET), cluster)
+    cfg = _e2e_config(os.environ.get("LABTWIN_E2E_SUBNET") or network.free_subnet(E2E_FIRST_SUBNET))
     try:
         lab.up(cfg)
-        yield E2E(cfg)
+        t = E2E(cfg)
+        if cluster:  # the cluster, made as a user makes it: labkit's setup-cluster
+            t.invoke("setup-cluster")
+        yield t
     finally:
         lab.down(cfg)

@@ -20,6 +20,7 @@ def seed(request, e2e):
     if request.param.startswith("wheel"):
         e2e.lab.down(e2e.cfg)
         e2e.lab.up(e2e.cfg)
+        e2e.invoke("setup-cluster")
         version = e2e.use_kubectl(str(wheel_kubectl()))
     else:
         version = e2e.use_kubectl(None)

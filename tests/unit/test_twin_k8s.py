@@ -3,17 +3,15 @@ join command it reads from kubeadm, its hosts, and the build's pins, cache key a
 from __future__ import annotations
 
 import ipaddress
-import json
 from pathlib import Path
 
 import pytest
 import yaml
 
-from labtwin.hosts import cluster, inventory
+from labtwin.hosts import inventory
 from labtwin.hosts.config import TwinConfig, TwinError
 from labtwin.k8s import build, images
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "twin"
 
 
 def cfg(**kw) -> TwinConfig:
@@ -38,50 +36,31 @@ def test_bad_twin_settings_are_refused(kw, message):
         cfg(**kw)
 
 
-def test_kubeadm_config_is_what_a_kubeadm_user_writes_for_this_lab():
-    docs = list(yaml.safe_load_all(cluster.kubeadm_config(cfg(kubeadm=True), "v1.37.2")))
-    init, clus, kubelet, proxy = docs
-    assert init["kind"] == "InitConfiguration" and init["apiVersion"] == "kubeadm.k8s.io/v1beta4"
-    assert init["localAPIEndpoint"] == {"advertiseAddress": "10.213.40.6", "bindPort": 6443}
-    assert init["nodeRegistration"]["criSocket"] == "unix:///run/containerd/containerd.sock"
-    assert init["nodeRegistration"]["kubeletExtraArgs"] == [{"name": "node-ip", "value": "10.213.40.6"}]
-    assert init["skipPhases"] == ["preflight", "addon/coredns"]
-    assert clus["kubernetesVersion"] == "v1.37.2" and clus["controlPlaneEndpoint"] == "10.213.40.6:6443"
-    assert clus["networking"] == {"podSubnet": "10.244.0.0/16", "serviceSubnet": "10.96.0.0/12"}
-    assert kubelet["kind"] == "KubeletConfiguration"
-    assert (kubelet["cgroupDriver"], kubelet["failCgroupV1"], kubelet["failSwapOn"]) == ("systemd", False, False)
-    assert proxy["conntrack"] == {"maxPerCore": 0} and proxy["mode"] == "iptables"
+def test_the_twins_inventory_asks_labkit_for_the_cluster_with_the_twins_differences(tmp_path):
+    """The twin makes no cluster: its inventory asks labkit's setup-cluster for one, with what a
+    container-like cgroup v1 host needs (kind's settings), and labkit renders kubeadm's config from it."""
+    import yaml as _yaml
 
+    from labkit.inventory import load
+    from labkit.operations import cluster as ops
 
-def test_join_config_names_the_node_its_address_and_the_discovery_pins():
     c = cfg(kubeadm=True)
-    j = json.loads(cluster.join_config(c, c.hosts[2], "abcdef.0123456789abcdef", "sha256:" + "a" * 64))
-    assert j["kind"] == "JoinConfiguration"
-    assert j["discovery"]["bootstrapToken"] == {
-        "apiServerEndpoint": "10.213.40.6:6443", "token": "abcdef.0123456789abcdef",
-        "caCertHashes": ["sha256:" + "a" * 64]}
-    assert j["nodeRegistration"]["name"] == "node02"
-    assert j["nodeRegistration"]["kubeletExtraArgs"] == [{"name": "node-ip", "value": "10.213.40.8"}]
-
-
-def test_cni_config_is_a_bridge_over_the_nodes_pod_cidr():
-    conf = json.loads(cluster.cni_config("10.244.3.0/24"))
-    bridge, portmap = conf["plugins"]
-    assert (bridge["type"], bridge["bridge"], bridge["isGateway"]) == ("bridge", "cni0", True)
-    assert bridge["ipam"]["ranges"] == [[{"subnet": "10.244.3.0/24"}]]
-    assert portmap["type"] == "portmap"
-
-
-def test_the_join_command_kubeadm_printed_gives_token_and_ca_hash():
-    out = (DATA / "kubeadm-token-create-print-join-command.txt").read_text()
-    token, ca_hash = cluster.parse_join_command(out)
-    assert len(token) == 23 and token[6] == "."
-    assert ca_hash.startswith("sha256:") and len(ca_hash) == 71
-
-
-def test_a_join_command_without_token_is_a_clear_error():
-    with pytest.raises(TwinError, match="could not read a join command from kubeadm"):
-        cluster.parse_join_command("failed to create or update bootstrap token\n")
+    rendered = inventory.render(c)
+    assert rendered["kubernetes"]["cluster"] == {
+        "create": True, "version": "v1.37.2", "skip_phases": ["preflight", "addon/coredns"],
+        "kubelet": {"fail_swap_on": False, "fail_cgroup_v1": False, "disk_eviction": False},
+        "kube_proxy": {"set_conntrack_max": False}}
+    assert "cluster" not in inventory.render(cfg()).get("kubernetes", {})  # bare hosts
+    path = tmp_path / "inventory.yaml"
+    path.write_text(_yaml.safe_dump(rendered))
+    inv = load(path)
+    init, clus, kubelet, proxy = yaml.safe_load_all(ops.init_config(name="master", address="10.213.40.6",
+                                                                    cluster=inv.kubernetes.cluster))
+    assert init["skipPhases"] == ["preflight", "addon/coredns"]
+    assert init["localAPIEndpoint"] == {"advertiseAddress": "10.213.40.6", "bindPort": 6443}
+    assert clus["kubernetesVersion"] == "v1.37.2" and clus["controlPlaneEndpoint"] == "10.213.40.6:6443"
+    assert (kubelet["cgroupDriver"], kubelet["failCgroupV1"], kubelet["failSwapOn"]) == ("systemd", False, False)
+    assert proxy["conntrack"]["maxPerCore"] == 0
 
 
 def test_the_twins_inventory_says_containerd_for_kubeadm_workers():
