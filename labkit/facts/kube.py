@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from labkit.errors import OperationError
 from labkit.facts.base import Fact, FactResult

@@ -1,7 +1,6 @@
 """Kube planners: facts + arguments in (tests/data/operations/kube/*.json), exact commands out."""
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
