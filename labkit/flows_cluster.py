@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from labkit import ui
 from labkit.errors import HostError, HostsFailed, OperationError
@@ -19,7 +18,7 @@ from labkit.facts import cluster as cf
 from labkit.facts.containerd import ContainerdConfig
 from labkit.facts.os import FileContent, OsRelease
 from labkit.operations import cluster as ops
-from labkit.operations.base import Command
+from labkit.operations.base import Command, PutFile
 from labkit.remote import HostConnection, close_all, command_counts, connect
 from labkit.runner import RunReport, Step, gather, run
 
@@ -119,8 +118,6 @@ def _network_steps(inv, nodes: list[cf.ClusterNode]) -> dict[str, list[Step]]:
 
 def _cni_manifest_step(inv) -> Step:
     """Instead of host-gw: the inventory's CNI manifest, applied on the control plane."""
-    from labkit.operations.base import PutFile
-
     text = open(inv.kubernetes.cluster.cni_manifest, encoding="utf-8").read()
     target = "/var/lib/labkit/cni.yaml"
 
@@ -205,6 +202,3 @@ def setup_cluster(inv, *, plan: bool = False, reset: bool = False, timeout: int 
 def changed(result: ClusterResult) -> bool:
     return any(r.changed_hosts for r in result.reports)
 
-
-def summary(result: ClusterResult) -> dict[str, Any]:
-    return {"nodes": [n.name for n in result.nodes], "changed": changed(result)}

@@ -3,7 +3,6 @@ fact, its arguments, the exact command it sends, where the output was recorded (
 output and the expected parse."""
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -12,19 +11,10 @@ import pytest
 from labkit.errors import OperationError
 from labkit.facts import cluster
 from labkit.facts.base import FactResult
+from factdata import plain
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "facts"
 CASES = sorted((DATA / "cluster").glob("*.json"))
-
-
-def plain(value):
-    if dataclasses.is_dataclass(value):
-        return plain(dataclasses.asdict(value))
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    return value
 
 
 def result_of(case: dict) -> FactResult:

@@ -3,7 +3,6 @@ each file holds the fact, its arguments, the command's stdout/stderr/exit code a
 expected parsed value. Plus the exact commands the facts send."""
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -11,22 +10,13 @@ import pytest
 
 from labkit.facts import containerd, docker, nfs, os as os_facts, registry, services
 from labkit.facts.base import FactResult
+from factdata import plain
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "facts"
 CONCEPTS = ("os", "services", "docker", "containerd", "registry", "nfs")
 MODULES = (containerd, docker, nfs, os_facts, registry, services)
 FACTS = {name: obj for m in MODULES for name, obj in vars(m).items() if isinstance(obj, type)}
 CASES = sorted(p for c in CONCEPTS for p in (DATA / c).glob("*.json"))
-
-
-def plain(value):
-    if dataclasses.is_dataclass(value):
-        return plain(dataclasses.asdict(value))
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    return value
 
 
 def test_every_concept_has_recorded_outputs():

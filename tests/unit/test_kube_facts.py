@@ -1,7 +1,6 @@
 """kubectl facts: recorded outputs (tests/data/facts/kube/*.json) -> expected parse, and command quoting."""
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -11,19 +10,10 @@ from labkit import inventory, manifests
 from labkit.errors import OperationError
 from labkit.facts import kube
 from labkit.facts.base import FactResult
+from factdata import plain
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = sorted((ROOT / "tests" / "data" / "facts" / "kube").glob("*.json"))
-
-
-def plain(value):
-    if dataclasses.is_dataclass(value):
-        return {k: plain(v) for k, v in dataclasses.asdict(value).items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    return value
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
