@@ -37,9 +37,10 @@ def _load(c, inventory: str | None):
     return inv
 
 
-def _run(fn, *args, **kwargs):
+def _run(c, inventory: str | None, fn):
+    """Load the inventory and call ``fn(inv)``, both inside the guard: any LabkitError is one clean line."""
     try:
-        return fn(*args, **kwargs)
+        return fn(_load(c, inventory))
     except LabkitError as exc:
         raise Exit(f"labkit: {exc}", code=1) from None
     except KeyboardInterrupt:
@@ -55,7 +56,7 @@ def setup_registry(c, inventory: str | None = None, plan: bool = False):
     """Run the registry container on the registry host and make every host's runtime trust it."""
     from labkit import flows
 
-    _run(lambda: flows.setup_registry(_load(c, inventory), plan=plan))
+    _run(c, inventory, lambda inv: flows.setup_registry(inv, plan=plan))
 
 
 @task(help={"inventory": INVENTORY_HELP, "plan": PLAN_HELP})
@@ -63,7 +64,7 @@ def setup_nfs(c, inventory: str | None = None, plan: bool = False):
     """Export nfs.export from the NFS server (kernel nfsd or nfs-ganesha) and install NFS clients."""
     from labkit import flows
 
-    _run(lambda: flows.setup_nfs(_load(c, inventory), plan=plan))
+    _run(c, inventory, lambda inv: flows.setup_nfs(inv, plan=plan))
 
 
 @task(help={"inventory": INVENTORY_HELP, "plan": PLAN_HELP})
@@ -71,7 +72,7 @@ def build_images(c, inventory: str | None = None, plan: bool = False):
     """Build the web image tags on the registry host from scripts/web-image/ and push them."""
     from labkit import flows
 
-    _run(lambda: flows.build_images(_load(c, inventory), plan=plan))
+    _run(c, inventory, lambda inv: flows.build_images(inv, plan=plan))
 
 
 @task(help={"inventory": INVENTORY_HELP})
@@ -79,7 +80,7 @@ def doctor(c, inventory: str | None = None):
     """Preflight: SSH + sudo, OS, runtime, kubectl + nodes, registry, NFS client and export, per host."""
     from labkit import flows
 
-    _run(lambda: flows.doctor(_load(c, inventory)))
+    _run(c, inventory, flows.doctor)
 
 
 @task(help={"inventory": INVENTORY_HELP, "plan": PLAN_HELP,
@@ -94,7 +95,7 @@ def setup_cluster(c, inventory: str | None = None, plan: bool = False, reset: bo
     if reset and not yes:
         raise Exit("labkit: --reset removes the cluster from every host in the inventory (kubeadm reset -f): "
                    "add --yes to confirm", code=1)
-    _run(lambda: flows_cluster.setup_cluster(_load(c, inventory), plan=plan, reset=reset, timeout=timeout))
+    _run(c, inventory, lambda inv: flows_cluster.setup_cluster(inv, plan=plan, reset=reset, timeout=timeout))
 
 
 # ---- Kubernetes tasks: bodies in labkit/flows_kube.py ---------------------------------
@@ -120,7 +121,7 @@ def deploy(c, inventory: str | None = None, plan: bool = False, timeout: int = 6
     """Apply RBAC, provisioner, StorageClass, Service and StatefulSet; wait; write each replica's content."""
     from labkit import flows_kube
 
-    _run(lambda: flows_kube.deploy(_load(c, inventory), plan=plan, timeout=timeout))
+    _run(c, inventory, lambda inv: flows_kube.deploy(inv, plan=plan, timeout=timeout))
 
 
 @task(help={"inventory": INVENTORY_HELP, "plan": PLAN_HELP, "timeout": TIMEOUT_HELP,
@@ -133,7 +134,7 @@ def scale(c, inventory: str | None = None, replicas=None, image_tag: str | None 
     from labkit import flows_kube
 
     r, p = _int_option("replicas", replicas), _int_option("partition", partition)
-    _run(lambda: flows_kube.scale(_load(c, inventory), replicas=r, image_tag=image_tag, partition=p,
+    _run(c, inventory, lambda inv: flows_kube.scale(inv, replicas=r, image_tag=image_tag, partition=p,
                                   plan=plan, timeout=timeout))
 
 
@@ -142,7 +143,7 @@ def write_v2(c, inventory: str | None = None, plan: bool = False):
     """Seed step 8: write the new version's content for ordinals at or above the partition."""
     from labkit import flows_kube
 
-    _run(lambda: flows_kube.write_v2(_load(c, inventory), plan=plan))
+    _run(c, inventory, lambda inv: flows_kube.write_v2(inv, plan=plan))
 
 
 def _judge(report) -> None:
@@ -156,7 +157,7 @@ def _judge(report) -> None:
 def _verify(c, inventory, as_json: bool) -> None:
     from labkit import flows_kube
 
-    _judge(_run(lambda: flows_kube.verify(_load(c, inventory), as_json=as_json)))
+    _judge(_run(c, inventory, lambda inv: flows_kube.verify(inv, as_json=as_json)))
 
 
 @task(help={"inventory": INVENTORY_HELP, "json": "print the report as JSON"})
@@ -170,7 +171,7 @@ def status(c, inventory: str | None = None):
     """The StatefulSet, its pods with PVC/PV directories, and the nodes."""
     from labkit import flows_kube
 
-    _run(lambda: flows_kube.status(_load(c, inventory)))
+    _run(c, inventory, flows_kube.status)
 
 
 @task(help={"inventory": INVENTORY_HELP, "plan": PLAN_HELP,
@@ -180,7 +181,7 @@ def teardown(c, inventory: str | None = None, purge: bool = False, yes: bool = F
     """Remove the workload; PVCs, PVs and NFS data stay unless --purge --yes."""
     from labkit import flows_kube
 
-    _run(lambda: flows_kube.teardown(_load(c, inventory), purge=purge, yes=yes, plan=plan))
+    _run(c, inventory, lambda inv: flows_kube.teardown(inv, purge=purge, yes=yes, plan=plan))
 
 
 @task(help={"inventory": INVENTORY_HELP, "timeout": TIMEOUT_HELP,
@@ -189,7 +190,7 @@ def up(c, inventory: str | None = None, plan: bool = False, timeout: int = 600):
     """The whole seed flow in order: setup-registry, setup-nfs, build-images, deploy, scale, write-v2, verify."""
     from labkit import flows_kube
 
-    result = _run(flows_kube.up, _load(c, inventory), plan=plan, timeout=timeout)
+    result = _run(c, inventory, lambda inv: flows_kube.up(inv, plan=plan, timeout=timeout))
     if result.verify is not None:  # None in plan mode: verify is skipped
         _judge(result.verify)
 

@@ -163,3 +163,31 @@ def test_up_plan_is_passed_through_and_skips_verify(inventory, monkeypatch):
         tasks.up(ctx(), inventory=str(inventory), timeout=30)
     assert seen[2] == (False, 30)
     assert exc.value.message == "labkit: verify failed: 1 pod(s) wrong (statefulset-4)"
+
+
+LAB_TASKS = sorted(name for name in tasks.ns.task_names if "." not in name and name != "demo")
+BAD_INVENTORIES = {
+    "missing": (None, "file not found"),
+    "malformed": ("hosts: [unclosed\n", "lab.yaml"),
+    "wrong shape": ("hosts: 3\n", "hosts"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_INVENTORIES))
+@pytest.mark.parametrize("name", LAB_TASKS)
+def test_every_task_turns_a_bad_inventory_into_clean_lines_naming_the_file(name, kind, tmp_path, capsys):
+    text, expected = BAD_INVENTORIES[kind]
+    path = tmp_path / "lab.yaml"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(SystemExit) as exc:
+        Program(namespace=tasks.ns).run(["invoke", name, "-i", str(path)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 1, err
+    assert "Traceback" not in err and err.startswith("labkit: "), err
+    assert all(str(path) in line for line in err.strip().splitlines()) and expected in err, err
+
+
+def test_the_bad_inventory_test_covers_every_lab_task():
+    assert {"up", "deploy", "scale", "verify", "setup-cluster", "teardown"} <= {n.replace("_", "-")
+                                                                                for n in LAB_TASKS}
