@@ -127,7 +127,7 @@ def test_labkits_host_steps_work_on_kubeadm_hosts_and_a_rerun_changes_nothing(cl
     inv = load(Path(cluster.inventory_path).parent / "inventory.test.yaml")
     flows.setup_nfs(inv)
     flows.build_images(inv)
-    tags = json.loads(cluster.sh("master", f"curl -sf http://{cluster.registry}/v2/web-httpd/tags/list"))
+    tags = json.loads(cluster.sh("master", f"curl -sf http://{cluster.registry}/v2/ljz/tags/list"))
     assert sorted(tags["tags"]) == ["v1", "v2"]
     config_before = {n: cluster.sh(n, "cat /etc/containerd/config.toml") for n in ("node01", "node02")}
     for step in (flows.setup_registry, flows.setup_nfs, flows.build_images):

@@ -72,7 +72,7 @@ def test_pvc_stays_pending_without_a_running_provisioner(t):
 def _pull_pod(t, name: str, node: str) -> None:
     apply(t, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS},
               "spec": {"nodeName": node, "containers": [{
-                  "name": "web", "image": f"{t.addr['master']}:5000/web-httpd:v1"}]}})
+                  "name": "web", "image": f"{t.addr['master']}:5000/ljz:v1"}]}})
 
 
 def _waiting_reason(t, name: str) -> str | None:

@@ -51,7 +51,7 @@ def test_setup_nfs(seed):
 def test_build_images(seed):
     seed.invoke("build-images")
     reg = f"{seed.addr['master']}:5000"
-    tags = seed.sh("master", f"curl -s http://{reg}/v2/web-httpd/tags/list")
+    tags = seed.sh("master", f"curl -s http://{reg}/v2/ljz/tags/list")
     assert '"v1"' in tags and '"v2"' in tags, tags
 
 

@@ -50,7 +50,7 @@ def test_every_already_right_case_is_empty():
 
 
 FILES = {"Dockerfile": "ARG BASE=httpd:2.4\nFROM ${BASE}\n", "index.html": "hi\n"}
-REF = "192.168.20.6:5000/web-httpd:{}".format
+REF = "192.168.20.6:5000/ljz:{}".format
 
 
 def test_images_build_and_push_missing_tags():
@@ -63,11 +63,11 @@ def test_images_build_and_push_missing_tags():
         {"put": f"{d}/Dockerfile", "content": FILES["Dockerfile"]},
         {"put": f"{d}/index.html", "content": FILES["index.html"]},
         {"command": f"docker build -q --build-arg BASE=httpd:2.4 --build-arg VERSION=v1 "
-                    f"--label io.labkit.content-hash={h1} -t 192.168.20.6:5000/web-httpd:v1 {d}"},
-        {"command": "docker push 192.168.20.6:5000/web-httpd:v1"},
+                    f"--label io.labkit.content-hash={h1} -t 192.168.20.6:5000/ljz:v1 {d}"},
+        {"command": "docker push 192.168.20.6:5000/ljz:v1"},
         {"command": f"docker build -q --build-arg BASE=httpd:2.4 --build-arg VERSION=v2 "
-                    f"--label io.labkit.content-hash={h2} -t 192.168.20.6:5000/web-httpd:v2 {d}"},
-        {"command": "docker push 192.168.20.6:5000/web-httpd:v2"},
+                    f"--label io.labkit.content-hash={h2} -t 192.168.20.6:5000/ljz:v2 {d}"},
+        {"command": "docker push 192.168.20.6:5000/ljz:v2"},
         {"command": f"rm -rf {d}"},
     ]
 

@@ -27,7 +27,7 @@ def test_seed_inventory_loads_with_accessors():
     assert [h.name for h in inv.workers] == ["node01", "node02"]
     assert inv.host("node02").address == "192.168.20.8"
     assert inv.registry_address == "192.168.20.6:5000"
-    assert inv.image_ref("v2") == "192.168.20.6:5000/web-httpd:v2"
+    assert inv.image_ref("v2") == "192.168.20.6:5000/ljz:v2"
     assert inv.nfs.options == ["rw", "sync", "no_root_squash"]
     k = inv.kubernetes
     assert (k.statefulset.replicas, k.rollout.replicas, k.rollout.partition) == (6, 10, 4)
@@ -101,7 +101,7 @@ def test_ipv6_registry_address_is_bracketed(tmp_path):
     p.write_text(text)
     inv = inventory.load(p)
     assert inv.registry_address == "[fd00::6]:5000"
-    assert inv.image_ref("v1") == "[fd00::6]:5000/web-httpd:v1"
+    assert inv.image_ref("v1") == "[fd00::6]:5000/ljz:v1"
 
 
 @pytest.mark.parametrize("func,good,bad", [
@@ -109,7 +109,7 @@ def test_ipv6_registry_address_is_bracketed(tmp_path):
     (validate.address, ["192.168.20.6", "::1", "master.lab", "Node01"], ["1.2.3.400", "a b", "$(x)", "", "a..b"]),
     (validate.abs_path, ["/nfsdata", "/usr/local/apache2/htdocs"], ["/", "rel", "/a/", "/a//b", "/a/./b", "/a;b", "/a*"]),
     (validate.quantity, ["100Mi", "1Gi", "1.5G", "500"], ["100MB", "0", "-1Gi", "Mi", "1e3"]),
-    (validate.image_ref, ["registry:2", "httpd:2.4", "10.0.0.1:5000/web-httpd:v1",
+    (validate.image_ref, ["registry:2", "httpd:2.4", "10.0.0.1:5000/ljz:v1",
                           "registry.k8s.io/sig-storage/nfs-subdir-external-provisioner:v4.0.2"],
      ["Registry:2", "a b", "x:;", "x:v1 y", ":v1"]),
     (validate.dns1123_subdomain, ["test-sc", "a.b-c"], ["Test", "a_b", "-a", "a..b"]),

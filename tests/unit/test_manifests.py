@@ -117,7 +117,7 @@ def test_statefulset_defaults(objs):
     assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
     assert spec["updateStrategy"] == {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}
     (c,) = spec["template"]["spec"]["containers"]
-    assert c["image"] == "192.168.20.6:5000/web-httpd:v1"
+    assert c["image"] == "192.168.20.6:5000/ljz:v1"
     assert c["ports"][0]["containerPort"] == 80
     assert c["readinessProbe"]["httpGet"] == {"path": "/", "port": 80}
     (vm,) = c["volumeMounts"]
@@ -133,7 +133,7 @@ def test_rollout_values(inv):
     sts = by_kind(manifests.render(inv, replicas=10, image_tag="v2", partition=4), "StatefulSet")
     assert sts["spec"]["replicas"] == 10
     assert sts["spec"]["updateStrategy"]["rollingUpdate"]["partition"] == 4
-    assert sts["spec"]["template"]["spec"]["containers"][0]["image"] == "192.168.20.6:5000/web-httpd:v2"
+    assert sts["spec"]["template"]["spec"]["containers"][0]["image"] == "192.168.20.6:5000/ljz:v2"
 
 
 def test_render_yaml_round_trips(inv, objs):
@@ -180,7 +180,7 @@ def test_yaml_special_strings_stay_strings(tmp_path):
     p.write_text(text)
     inv = inventory.load(p)
     sts = by_kind(manifests.render(inv, image_tag="yes"), "StatefulSet")
-    assert sts["spec"]["template"]["spec"]["containers"][0]["image"] == "192.168.20.6:5000/web-httpd:yes"
+    assert sts["spec"]["template"]["spec"]["containers"][0]["image"] == "192.168.20.6:5000/ljz:yes"
 
 
 def test_partition_above_replicas_is_legal(inv):
