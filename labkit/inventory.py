@@ -80,9 +80,6 @@ class Host(_Model):
             raise ValueError("roles are repeated: list each role once")
         return value
 
-    def has(self, role: str) -> bool:
-        return role in self.roles
-
 
 class Registry(_Model):
     image: ImageRef = "registry:2"
@@ -272,17 +269,7 @@ class Inventory(_Model):
     def path(self) -> str | None:
         return self._path
 
-    @property
-    def base_dir(self) -> str | None:
-        return os.path.dirname(os.path.abspath(self._path)) if self._path else None
-
     # ---- accessors -------------------------------------------------------
-    def host(self, name: str) -> Host:
-        for h in self.hosts:
-            if h.name == name:
-                return h
-        raise KeyError(f"no host named {name!r} in the inventory (hosts: {', '.join(h.name for h in self.hosts)})")
-
     def _one(self, role: str) -> Host:
         return next(h for h in self.hosts if role in h.roles)
 

@@ -86,8 +86,3 @@ def render_yaml(inv: Inventory, replicas=None, image_tag=None, partition=None,
     """One multi-document YAML text of all objects (what gets uploaded and applied)."""
     return yaml.safe_dump_all(render(inv, replicas, image_tag, partition, directory), sort_keys=False)
 
-
-def object_key(obj: dict) -> tuple[str, str, str, str]:
-    """(apiVersion, kind, namespace or '', name): identifies an object."""
-    meta = obj.get("metadata", {})
-    return (obj["apiVersion"], obj["kind"], meta.get("namespace", ""), meta["name"])

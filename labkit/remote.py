@@ -208,12 +208,10 @@ class HostConnection:
     ``commands`` counts SSH round trips (commands and uploads) for benchmarks.
     """
 
-    def __init__(self, name: str, address: str, settings: SSHSettings, roles=(), runtime="docker"):
+    def __init__(self, name: str, address: str, settings: SSHSettings):
         self.name = name
         self.address = address
         self.settings = settings
-        self.roles = tuple(roles)
-        self.runtime = runtime
         self.commands = 0
         self._count_lock = threading.Lock()
         config = Config(overrides={"load_ssh_configs": False, "run": {"hide": True, "warn": True}})
@@ -383,8 +381,7 @@ def connect(inventory, names: Iterable[str] | None = None) -> dict[str, HostConn
         name = _get(h, "name")
         if wanted is not None and name not in wanted:
             continue
-        conns[name] = HostConnection(name, str(_get(h, "address")), settings,
-                                     roles=_get(h, "roles", ()), runtime=_get(h, "runtime", "docker"))
+        conns[name] = HostConnection(name, str(_get(h, "address")), settings)
     return conns
 
 

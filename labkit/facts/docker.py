@@ -88,20 +88,6 @@ def insecure_flag_values(args: list[str]) -> list[str]:
     return values
 
 
-def strip_insecure_flags(args: list[str]) -> list[str]:
-    out, i = [], 0
-    while i < len(args):
-        a = args[i]
-        if a == INSECURE_FLAG:
-            i += 2
-            continue
-        if a.startswith(INSECURE_FLAG + "="):
-            i += 1
-            continue
-        out.append(a)
-        i += 1
-    return out
-
 
 def _join_continuations(text: str) -> list[str]:
     lines, cur = [], ""
@@ -196,24 +182,3 @@ class SysconfigDocker(FileContent):
         info = parse_sysconfig_options(result.stdout)
         info.update(exists=True, raw=result.stdout)
         return info
-
-
-class DockerImageLabels(Fact):
-    """Labels of a local image -> dict, or None when the image is not there."""
-
-    ok_exit_codes = (0, 1)
-    sudo = True
-
-    def __init__(self, ref: str):
-        self.ref = ref
-
-    def build(self) -> str:
-        return f"docker image inspect --format '{{{{json .Config.Labels}}}}' {shlex.quote(self.ref)}"
-
-    def process(self, result: FactResult):
-        if result.exited != 0:
-            return None
-        try:
-            return json.loads(result.stdout.strip() or "null") or {}
-        except ValueError:
-            return None

@@ -88,19 +88,6 @@ class RegistryPing(Fact):
         return {"ok": False, "error": msg.splitlines()[-1]}
 
 
-class RegistryCatalog(Fact):
-    """``GET /v2/_catalog`` -> list of repositories."""
-
-    def __init__(self, address: str):
-        self.address = _check(_ADDR, address, "registry address")
-
-    def build(self) -> str:
-        return _curl(f"http://{self.address}/v2/_catalog")
-
-    def process(self, result: FactResult) -> list[str]:
-        return list(json.loads(result.stdout).get("repositories") or [])
-
-
 class RegistryTags(Fact):
     """``GET /v2/<name>/tags/list`` -> tags; an unknown repository (404) gives []."""
 

@@ -273,7 +273,7 @@ def test_settings_from_inventory_and_connect(tmp_path):
     s = SSHSettings.from_inventory(inv)
     assert s == SSHSettings("lab", 2200, str(tmp_path / "keys/id"), True, str(tmp_path / "kh"), 3.0)
     conns = remote.connect(inv, names=["n"])
-    assert list(conns) == ["n"] and conns["n"].runtime == "containerd" and conns["n"].use_sudo
+    assert list(conns) == ["n"] and conns["n"].address == "10.0.0.7" and conns["n"].use_sudo
 
 
 def test_sudo_password_is_asked_once_up_front_in_connect(tmp_path, monkeypatch):

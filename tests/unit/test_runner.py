@@ -169,7 +169,7 @@ def test_nfs_steps_server_and_clients():
 
 
 def doctor_host(name):
-    h = SEED.host(name)
+    h = next(h for h in SEED.hosts if h.name == name)
     return SimpleNamespace(name=name, settings=SimpleNamespace(user="root"), use_sudo=False, runtime=h.runtime)
 
 
