@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,26 @@ def _wait(host: HostConnection, command, timeout: int, inv=None) -> str:
                         + "".join(f"\n  {line}" for line in why))
     ui.line(host.name, "wait", "ok", last[-1] if last else "")
     return res.stdout
+
+
+def _wait_for_exact_pods(host: HostConnection, inv, replicas: int, timeout: int) -> dict:
+    """After the rollout wait: until the set has exactly pods 0..replicas-1, all Ready (a scale-down
+    is done only when the top pods are gone), so a verify right after scale sees the set as asked.
+    Returns the last read of the set's facts (``gather_state``'s), for the steps after the wait."""
+    deadline = time.monotonic() + timeout
+    facts = gather_state(inv, host)
+    waiting = kf.pods_not_yet_matching(facts["pods"], replicas)
+    if waiting:
+        ui.line(host.name, "wait", "running", f"exactly {replicas} pod(s): {'; '.join(waiting)}")
+    while waiting:
+        if time.monotonic() > deadline:
+            raise HostError(host.name, f"the StatefulSet does not have exactly {replicas} Ready pod(s) after "
+                                       f"{timeout}s: {'; '.join(waiting)}"
+                            + "".join(f"\n  {line}" for line in _blockers(host, inv)))
+        time.sleep(1)
+        facts = gather_state(inv, host)
+        waiting = kf.pods_not_yet_matching(facts["pods"], replicas)
+    return facts
 
 
 def _blockers(host: HostConnection, inv) -> list[str]:
@@ -206,7 +227,7 @@ def scale(inv, *, replicas: int | None = None, image_tag: str | None = None, par
         if plan:
             return result
         _wait(cp, kube_ops.rollout_status("statefulset", name, ns, timeout), timeout, inv)
-        after = gather(cp, _set_facts(inv))
+        after = _wait_for_exact_pods(cp, inv, replicas, timeout)
         pv_by = {v.name: v for v in after["pvs"]}
         new = [c for c in after["pvcs"] if c.name not in before.get("pvcs", set())]
         rows = [[c.name, c.phase or "", c.volume or "", (pv_by.get(c.volume).nfs_path if c.volume in pv_by else "") or ""]

@@ -124,6 +124,31 @@ class StatefulSetPods(KubectlFact):
         return sorted(pods, key=lambda p: (p.ordinal is None, p.ordinal or 0, p.name))
 
 
+
+def pods_not_yet_matching(pods: list[Pod], replicas: int) -> list[str]:
+    """What keeps the set from having exactly ordinals 0..replicas-1, Ready: ``kubectl rollout status``
+    does not wait for a scale-down (it only needs ``replicas`` Ready pods), and OrderedReady removes the
+    surplus from the top, one at a time. [] when the set is exactly as asked."""
+    by = {p.ordinal: p for p in pods if p.ordinal is not None}
+    extra = sorted(o for o in by if o >= replicas)
+    missing = [o for o in range(replicas) if o not in by]
+    deleting = [o for o in range(replicas) if o in by and by[o].deleting]
+    unready = [o for o in range(replicas) if o in by and not by[o].ready and not by[o].deleting]
+    out = []
+    if extra:
+        out.append(f"{len(extra)} pod(s) above the {replicas} asked still there ({_ordinals(extra)})")
+    if missing:
+        out.append(f"pod(s) {_ordinals(missing)} not created yet")
+    if deleting:
+        out.append(f"pod(s) {_ordinals(deleting)} being deleted")
+    if unready:
+        out.append(f"pod(s) {_ordinals(unready)} not Ready")
+    return out
+
+
+def _ordinals(ordinals: list[int]) -> str:
+    return ", ".join(map(str, ordinals)) if len(ordinals) <= 4 else f"{ordinals[0]}-{ordinals[-1]}"
+
 # ---- PVCs and PVs --------------------------------------------------------------
 
 @dataclass(frozen=True)

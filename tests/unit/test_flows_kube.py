@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from labkit import flows_kube, inventory
-from labkit.errors import OperationError
+from labkit.errors import HostError, OperationError
 from labkit.remote import RunResult
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -262,3 +262,14 @@ def test_up_plan_on_a_scaled_lab_plans_write_v2_without_writing(lab, monkeypatch
     res = flows_kube.up(lab["inv"], plan=True)  # the recorded lab: rolled out, 10 replicas
     assert res.steps["scale"] == "no change" and res.steps["write-v2"] == "would change"
     assert mutating(lab) == [] and list(lab["export"].rglob("index.html")) == []
+
+
+def test_scale_down_waits_until_the_top_pods_are_gone(lab):
+    # the StatefulSet already says 3, but pods 3-9 are still there (OrderedReady removes them one by one):
+    # kubectl rollout status is satisfied by 3 Ready pods; labkit's scale is not
+    sts = json.loads(stdout_of("sts-rolled-out"))
+    sts["spec"]["replicas"] = 3
+    (lab["kube"] / "sts.json").write_text(json.dumps(sts))
+    with pytest.raises(HostError, match=r"not have exactly 3 Ready pod\(s\) after 1s: 7 pod\(s\) above the 3 "
+                                        r"asked still there \(3-9\)"):
+        flows_kube.scale(lab["inv"], replicas=3, timeout=1)

@@ -123,3 +123,25 @@ def test_wait_blockers_quote_the_namespace():
 def test_fix_for_each_blocking_reason(reason, message, fix):
     got = kube.fix_for(reason, message)
     assert (got is None) if fix is None else (fix in got)
+
+
+def _recorded_pods(name: str) -> list:
+    case = json.loads((ROOT / "tests" / "data" / "facts" / "kube" / f"{name}.json").read_text())
+    return kube.StatefulSetPods(**case["args"]).process(FactResult(json.dumps(case["stdout"])))
+
+
+@pytest.mark.parametrize("replicas, waiting", [
+    (10, []),
+    (3, ["7 pod(s) above the 3 asked still there (3-9)"]),
+    (9, ["1 pod(s) above the 9 asked still there (9)"]),
+    (12, ["pod(s) 10, 11 not created yet"]),
+    (0, ["10 pod(s) above the 0 asked still there (0-9)"]),
+])
+def test_pods_not_yet_matching_a_scale(replicas, waiting):
+    # ten Ready pods recorded after the seed's step 7 (pods-rolled-out)
+    assert kube.pods_not_yet_matching(_recorded_pods("pods-rolled-out"), replicas) == waiting
+
+
+def test_pods_not_yet_matching_names_pods_deleted_or_not_ready():
+    pods = _recorded_pods("pods-old-cluster-mixed")  # -0 terminating, -2 in ImagePullBackOff
+    assert kube.pods_not_yet_matching(pods, len(pods)) == ["pod(s) 0 being deleted", "pod(s) 2 not Ready"]
