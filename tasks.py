@@ -147,11 +147,9 @@ def write_v2(c, inventory: str | None = None, plan: bool = False):
 
 
 def _judge(report) -> None:
-    """verify's report -> exit 1 naming the wrong pods."""
+    """verify's report -> exit 1 naming what is wrong."""
     if not report.ok:
-        bad = [r.pod for r in report.rows if not r.ok]
-        raise Exit(f"labkit: verify failed: {len(bad)} pod(s) wrong ({', '.join(bad)})"
-                   + (f"; {len(report.problems)} other problem(s)" if report.problems else ""), code=1)
+        raise Exit(f"labkit: {report.failure()}", code=1)
 
 
 def _verify(c, inventory, as_json: bool) -> None:

@@ -115,6 +115,17 @@ class Report:
     def ok(self) -> bool:
         return not self.problems and all(r.ok for r in self.rows)
 
+    def failure(self, most: int = 4) -> str:
+        """One line naming what is wrong: each bad pod with its problems, then the set's own problems
+        (the first ``most``; the table above has the rest)."""
+        items = [f"{r.pod}: {', '.join(r.problems)}" for r in self.rows if not r.ok] + self.problems
+        shown = "; ".join(items[:most]) + (f"; and {len(items) - most} more" if len(items) > most else "")
+        bad = sum(not r.ok for r in self.rows)
+        counts = ", ".join(part for part in (f"{bad} pod(s) wrong" if bad else "",
+                                             f"{len(self.problems)} problem(s) with the set" if self.problems else "")
+                           if part)
+        return f"verify failed ({counts}): {shown}"
+
     def to_dict(self) -> dict:
         return {"ok": self.ok, "problems": self.problems,
                 "rows": [{**asdict(r), "ok": r.ok} for r in self.rows]}

@@ -40,7 +40,7 @@ def test_wrong_content_on_one_pv_fails_naming_that_pod(t):
         assert _row(report, "statefulset-7")["actual"].strip() == "Version: --v1"
         plain = t.invoke("verify", check=False)
         assert plain.returncode == 1
-        assert "verify failed: 1 pod(s) wrong (statefulset-7)" in plain.output
+        assert "verify failed (1 pod(s) wrong): statefulset-7: " in " ".join(plain.output.split())
     finally:
         t.sh("master", f"cp /root/index.html.good {shlex.quote(page)}")
     rc, report, out = _verify(t)

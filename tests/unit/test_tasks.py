@@ -16,6 +16,7 @@ tasks = importlib.import_module("tasks")
 
 from labkit import flows  # noqa: E402
 from labkit.errors import HostsFailed  # noqa: E402
+from labkit.verify import Report, Row  # noqa: E402
 
 
 @pytest.fixture
@@ -120,14 +121,26 @@ def test_scale_options_are_typed_and_default_to_the_inventory(inventory, monkeyp
 
 
 def test_verify_mismatch_exits_1_naming_the_pods(inventory, monkeypatch):
-    report = SimpleNamespace(ok=False, problems=[], rows=[SimpleNamespace(pod="statefulset-0", ok=True),
-                                                          SimpleNamespace(pod="statefulset-7", ok=False)])
+    report = Report(rows=[Row("statefulset-0", 0), Row("statefulset-7", 7, problems=["image tag v1, expected v2"])],
+                    problems=[])
     monkeypatch.setattr(flows_kube, "verify", lambda inv, as_json=False: report)
     with pytest.raises(Exit) as exc:
         tasks.verify(ctx(), inventory=str(inventory), json=True)
-    assert exc.value.code == 1 and exc.value.message == "labkit: verify failed: 1 pod(s) wrong (statefulset-7)"
-    report.ok, report.rows[1].ok = True, True
+    assert exc.value.code == 1 and exc.value.message == \
+        "labkit: verify failed (1 pod(s) wrong): statefulset-7: image tag v1, expected v2"
+    report.rows[1].problems.clear()
     tasks.verify(ctx(), inventory=str(inventory))
+
+
+def test_verify_failure_names_the_problems_not_just_counts(inventory, monkeypatch):
+    # what once read "verify failed: 0 pod(s) wrong (); 6 other problem(s)"
+    extra = [f"pod statefulset-{i} (ordinal {i}) exists but the StatefulSet wants 3 replica(s)" for i in range(3, 9)]
+    monkeypatch.setattr(flows_kube, "verify", lambda inv, as_json=False: Report(
+        rows=[Row(f"statefulset-{i}", i) for i in range(3)], problems=extra))
+    with pytest.raises(Exit) as exc:
+        tasks.verify(ctx(), inventory=str(inventory))
+    assert exc.value.message == ("labkit: verify failed (6 problem(s) with the set): " + "; ".join(extra[:4])
+                                 + "; and 2 more")
 
 
 def test_teardown_passes_purge_and_yes(inventory, monkeypatch):
@@ -154,7 +167,7 @@ def test_up_plan_is_passed_through_and_skips_verify(inventory, monkeypatch):
         seen.append((plan, timeout))
         return flows_kube.UpResult({"verify": "skipped"} if plan else {}, None if plan else bad)
 
-    bad = SimpleNamespace(ok=False, problems=[], rows=[SimpleNamespace(pod="statefulset-4", ok=False)])
+    bad = Report(rows=[Row("statefulset-4", 4, problems=["not curled"])], problems=[])
     monkeypatch.setattr(flows_kube, "up", up)
     Program(namespace=tasks.ns).run(["invoke", "up", "-i", str(inventory), "--plan"], exit=False)
     tasks.up(ctx(), inventory=str(inventory), plan=True)  # no Exit: plan mode has no verify report
@@ -162,7 +175,7 @@ def test_up_plan_is_passed_through_and_skips_verify(inventory, monkeypatch):
     with pytest.raises(Exit) as exc:
         tasks.up(ctx(), inventory=str(inventory), timeout=30)
     assert seen[2] == (False, 30)
-    assert exc.value.message == "labkit: verify failed: 1 pod(s) wrong (statefulset-4)"
+    assert exc.value.message == "labkit: verify failed (1 pod(s) wrong): statefulset-4: not curled"
 
 
 LAB_TASKS = sorted(name for name in tasks.ns.task_names if "." not in name and name != "demo")
