@@ -74,15 +74,25 @@ def parse_batch(output: str, count: int, token: str) -> list[FactResult]:
 def gather(host: HostConnection, facts: dict[str, Fact], *, tolerant: bool = False) -> dict[str, Any]:
     """Read ``facts`` on ``host`` in one SSH command -> {key: processed value}.
 
+    Under ``ssh.sudo`` as a non-root user, the facts that need root and the others go in two
+    commands: a batch wholly under sudo would run kubectl as root, with root's kubeconfig.
     A fact whose exit code is not in its ``ok_exit_codes`` raises ``HostError``
     naming it, or with ``tolerant`` becomes a ``FactError`` value.
     """
+    if not getattr(host, "use_sudo", False):
+        return _gather_batch(host, facts, any(f.sudo for f in facts.values()), tolerant)
+    out: dict[str, Any] = {}
+    for sudo in (True, False):
+        out.update(_gather_batch(host, {k: f for k, f in facts.items() if f.sudo == sudo}, sudo, tolerant))
+    return {k: out[k] for k in facts}
+
+
+def _gather_batch(host: HostConnection, facts: dict[str, Fact], sudo: bool, tolerant: bool) -> dict[str, Any]:
     if not facts:
         return {}
     keys = list(facts)
     items = [facts[k] for k in keys]
     token = secrets.token_hex(6)
-    sudo = any(f.sudo for f in items)
     res = host.run(batch_script(items, token), sudo=sudo)
     try:
         raw = parse_batch(res.stdout, len(items), token)

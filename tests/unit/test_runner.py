@@ -56,6 +56,22 @@ def test_batch_reads_every_fact_in_one_command_with_exact_output(tmp_path):
     assert len(h.sent) == 1
 
 
+class Root(Echo):
+    sudo = True
+
+
+@pytest.mark.parametrize("use_sudo, batches", [(False, [True]), (True, [True, False])])
+def test_root_facts_and_user_facts_run_apart_under_sudo(use_sudo, batches):
+    # as root one command; as a sudo user, kubectl-like facts must not run as root (root's kubeconfig)
+    h = LocalHost("master")
+    h.use_sudo, modes = use_sudo, []
+    run = h.run
+    h.run = lambda command, sudo=False, **kw: (modes.append(sudo), run(command, sudo=sudo, **kw))[1]
+    got = runner.gather(h, {"user": Echo("kubectl"), "root": Root("admin.conf"), "user2": Echo("x")})
+    assert list(got) == ["user", "root", "user2"] and got["root"][0] == "admin.conf"
+    assert modes == batches
+
+
 def test_a_fact_exiting_badly_names_the_fact_or_is_tolerated():
     h = LocalHost("node01")
     with pytest.raises(HostError) as exc:
