@@ -10,16 +10,25 @@ from labkit.facts.os import ABSENT_EXIT, FileContent
 CONFIG_TOML = "/etc/containerd/config.toml"
 CERTS_D = "/etc/containerd/certs.d"
 
-# Where config_path lives (DESIGN.md section 2): containerd 1.x config version 2
-# and containerd 2.x config version 3 name the CRI registry section differently.
-REGISTRY_SECTION = {
-    2: 'plugins."io.containerd.grpc.v1.cri".registry',
-    3: 'plugins."io.containerd.cri.v1.images".registry',
-}
-_SECTION_KEYS = {
+# Where config_path lives (DESIGN.md section 2), as TOML keys: containerd 1.x writes config
+# version 2, containerd 2.x version 3, and they name the CRI registry table differently
+# (2.x quotes it 'io.containerd.cri.v1.images', which is the same key).
+REGISTRY_TABLE = {
     2: ("plugins", "io.containerd.grpc.v1.cri", "registry"),
     3: ("plugins", "io.containerd.cri.v1.images", "registry"),
 }
+
+
+def table_name(path: tuple[str, ...]) -> str:
+    """('plugins', 'io.containerd.grpc.v1.cri', 'registry') -> 'plugins."io.containerd.grpc.v1.cri".registry'."""
+    return ".".join(k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else f'"{k}"' for k in path)
+
+
+def lookup(data, path: tuple[str, ...]):
+    """The value at ``path`` in parsed TOML, or None."""
+    for key in path:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data
 
 
 def parse_config_toml(raw: str | None) -> dict:
@@ -31,12 +40,7 @@ def parse_config_toml(raw: str | None) -> dict:
         return {"exists": True, "valid": False, "version": None, "config_path": None, "raw": raw,
                 "error": str(exc)}
     version = data.get("version")
-    config_path = None
-    if version in _SECTION_KEYS:
-        node = data
-        for key in _SECTION_KEYS[version]:
-            node = node.get(key, {}) if isinstance(node, dict) else {}
-        config_path = node.get("config_path") if isinstance(node, dict) else None
+    config_path = lookup(data, REGISTRY_TABLE[version] + ("config_path",)) if version in REGISTRY_TABLE else None
     return {"exists": True, "valid": True, "version": version, "config_path": config_path, "raw": raw,
             "error": None}
 
