@@ -82,10 +82,10 @@ def _join_steps(inv, hosts, server: str, cluster_ca: str | None) -> dict[str, li
         if res.exited != 0:
             raise HostError(inv.control_plane.name, f"{ops.TOKEN_CREATE.description} failed: {res.stderr.strip()}")
         join = ops.parse_join_command(res.stdout)
-    skip = inv.kubernetes.cluster.skip_phases
 
     def step(w) -> Step:
-        config = "" if members[w.name] else ops.join_config(name=w.name, address=w.address, join=join, skip_phases=skip)
+        config = "" if members[w.name] else ops.join_config(name=w.name, address=w.address, join=join,
+                                                                      cluster=inv.kubernetes.cluster)
         return Step("kubeadm join", {}, lambda f: ops.join_worker(member=members[w.name], config=config))
     return {w.name: [step(w)] for w in workers}
 

@@ -216,6 +216,19 @@ def _skip_phases(values: list[str]) -> list[str]:
     return values
 
 
+_PREFLIGHT_CHECK = re.compile(r"^[A-Za-z][A-Za-z0-9.-]{0,62}$")
+
+
+def _preflight_checks(values: list[str]) -> list[str]:
+    bad = [c for c in values if not _PREFLIGHT_CHECK.match(c)]
+    if bad:
+        raise ValueError(f"not a kubeadm preflight check name: {', '.join(map(repr, bad))} (kubeadm names them "
+                         "in its errors, e.g. [ERROR SystemVerification]; or 'all')")
+    if len(set(values)) != len(values):
+        raise ValueError("checks are repeated: list each once")
+    return values
+
+
 class Kubelet(_Model):
     fail_swap_on: bool = True      # false: the kubelet runs on a host with swap on
     fail_cgroup_v1: bool = True    # false: the kubelet runs on cgroup v1 (refused by default since 1.35)
@@ -236,6 +249,8 @@ class Cluster(_Model):
     image_repository: Annotated[str, AfterValidator(_image_repository)] | None = None  # offline labs
     cni_manifest: Annotated[str, AfterValidator(v.local_path)] | None = None  # instead of host-gw
     skip_phases: Annotated[list[str], AfterValidator(_skip_phases)] = []
+    # kubeadm's preflight runs, and these checks only warn (nodeRegistration.ignorePreflightErrors)
+    ignore_preflight_errors: Annotated[list[str], AfterValidator(_preflight_checks)] = []
     kubelet: Kubelet = Kubelet()
     kube_proxy: KubeProxy = KubeProxy()
 
@@ -247,6 +262,8 @@ class Cluster(_Model):
 
 class Kubernetes(_Model):
     namespace: Label = "default"
+    # seconds a rollout wait goes on while the same known cause blocks it (FailedMount, ...)
+    stuck_after: Annotated[int, Field(ge=10, le=3600)] = 60
     provisioner: Provisioner = Provisioner()
     storage_class: StorageClass
     service: Service

@@ -21,6 +21,12 @@ from labkit.facts.base import Fact, FactResult
 KUBE_DIR = "/etc/kubernetes"
 ADMIN_CONF = f"{KUBE_DIR}/admin.conf"
 CNI_CONFLIST = "/etc/cni/net.d/10-labkit.conflist"
+# Where labkit keeps kubeadm's output (operations/cluster.py writes them, doctor reads them).
+INIT_LOG = "/var/log/labkit-kubeadm-init.log"
+JOIN_LOG = "/var/log/labkit-kubeadm-join.log"
+# kubeadm's own failure lines: a preflight check's "[ERROR <check>]: ..." and "error: error execution
+# phase <phase>: ..." (grep -E; the rest of a log is progress and klog warnings).
+KUBEADM_ERROR_LINES = r"^[[:space:]]*\[ERROR |^error"
 
 
 def _sections(text: str) -> list[tuple[str, str]]:
@@ -265,3 +271,23 @@ class ForwardRules(Fact):
 
     def process(self, result: FactResult) -> list[str] | None:
         return None if result.exited == 127 else result.stdout.splitlines()
+
+
+class KubeadmErrors(Fact):
+    """The failure lines of a kubeadm log labkit kept (``INIT_LOG``/``JOIN_LOG``): [] when the run it
+    logged succeeded, None when there is no log (kubeadm never ran here through labkit)."""
+
+    sudo = True
+
+    def __init__(self, log: str):
+        self.log = log
+
+    def build(self) -> str:
+        log = shlex.quote(self.log)
+        return (f"if [ -f {log} ]; then echo '## log'; grep -E {shlex.quote(KUBEADM_ERROR_LINES)} {log}; fi; true")
+
+    def process(self, result: FactResult) -> list[str] | None:
+        found = dict(_sections(result.stdout))
+        if "log" not in found:
+            return None
+        return [line.strip() for line in found["log"].splitlines() if line.strip()]

@@ -18,25 +18,24 @@ import ipaddress
 import json
 import re
 import shlex
-import tomllib
 from dataclasses import dataclass
 from typing import Iterator
 
 import yaml
 
 from labkit.errors import OperationError
-from labkit.facts.cluster import (ADMIN_CONF, CNI_CONFLIST, KUBE_DIR, ClusterNode, Membership, Route, Versions,
-                                  user_kubeconfig)
-from labkit.facts.containerd import CONFIG_TOML
+from labkit.facts.cluster import (ADMIN_CONF, CNI_CONFLIST, INIT_LOG, JOIN_LOG, KUBE_DIR, KUBEADM_ERROR_LINES,
+                                  ClusterNode, Membership, Route, Versions, user_kubeconfig)
+from labkit.facts.containerd import CONFIG_TOML, lookup, table_name
+from labkit.operations import containerd
 from labkit.operations.base import Command, PutFile
+from labkit.operations.containerd import RESTART
 
 API_PORT = 6443
 CRI_SOCKET = "unix:///run/containerd/containerd.sock"
 KUBEADM_API = "kubeadm.k8s.io/v1beta4"
 INIT_CONFIG = f"{KUBE_DIR}/labkit-init.yaml"
 JOIN_CONFIG = f"{KUBE_DIR}/labkit-join.yaml"
-INIT_LOG = "/var/log/labkit-kubeadm-init.log"
-JOIN_LOG = "/var/log/labkit-kubeadm-join.log"
 RESET_LOG = "/var/log/labkit-kubeadm-reset.log"
 KUBE_PACKAGES = ("kubelet", "kubeadm", "kubectl")
 # The phases `kubeadm join --help` lists (v1.37.2): a join skips those of skip_phases it has.
@@ -80,11 +79,13 @@ def _yaml(*docs: dict) -> str:
     return yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False)
 
 
-def _node_registration(name: str, address: str) -> dict:
+def _node_registration(name: str, address: str, cluster) -> dict:
     registration = {"name": name, "criSocket": CRI_SOCKET}
     if _is_ip(address):
         # Otherwise the kubelet takes the default route's address; a lab host often has several.
         registration["kubeletExtraArgs"] = [{"name": "node-ip", "value": address}]
+    if cluster.ignore_preflight_errors:
+        registration["ignorePreflightErrors"] = list(cluster.ignore_preflight_errors)
     return registration
 
 
@@ -113,7 +114,7 @@ def init_config(*, name: str, address: str, cluster) -> str:
     init = {"apiVersion": KUBEADM_API, "kind": "InitConfiguration"}
     if _is_ip(address):
         init["localAPIEndpoint"] = {"advertiseAddress": address, "bindPort": API_PORT}
-    init["nodeRegistration"] = _node_registration(name, address)
+    init["nodeRegistration"] = _node_registration(name, address, cluster)
     if cluster.skip_phases:
         init["skipPhases"] = list(cluster.skip_phases)
     config = {"apiVersion": KUBEADM_API, "kind": "ClusterConfiguration", "kubernetesVersion": cluster.version,
@@ -154,13 +155,13 @@ def parse_join_command(output: str) -> JoinCommand:
     return join
 
 
-def join_config(*, name: str, address: str, join: JoinCommand, skip_phases: list[str]) -> str:
-    """kubeadm join's config file for a worker."""
+def join_config(*, name: str, address: str, join: JoinCommand, cluster) -> str:
+    """kubeadm join's config file for a worker; ``cluster`` is the inventory's ``kubernetes.cluster``."""
     doc = {"apiVersion": KUBEADM_API, "kind": "JoinConfiguration",
            "discovery": {"bootstrapToken": {"apiServerEndpoint": join.endpoint, "token": join.token,
                                             "caCertHashes": [join.ca_hash]}},
-           "nodeRegistration": _node_registration(name, address)}
-    phases = [p for p in skip_phases if p in KUBEADM_JOIN_PHASES]
+           "nodeRegistration": _node_registration(name, address, cluster)}
+    phases = [p for p in cluster.skip_phases if p in KUBEADM_JOIN_PHASES]
     if phases:
         doc["skipPhases"] = phases
     return _yaml(doc)
@@ -239,7 +240,8 @@ enabled=1
 gpgcheck=1
 gpgkey=https://download.docker.com/linux/centos/gpg
 """
-APT_INSTALL = "DEBIAN_FRONTEND=noninteractive apt-get install -y"
+# Waits for a held dpkg lock; the same as labkit.operations.packages.APT_INSTALL (a unit test keeps them equal).
+APT_INSTALL = "DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y"
 
 
 def _dnf(args: str) -> str:
@@ -311,80 +313,6 @@ RUNC_TABLE = {
 }
 # docker's containerd.io package ships disabled_plugins = ["cri"]: the kubelet needs it on.
 CRI_PLUGINS = {"cri", "io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images"}
-RESTART_CONTAINERD = Command("systemctl restart containerd", description="restart containerd (config.toml changed)")
-
-
-def _header(path: tuple[str, ...]) -> str:
-    return "[" + ".".join(k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else f'"{k}"' for k in path) + "]"
-
-
-def _header_path(line: str) -> tuple[str, ...] | None:
-    """('plugins', 'io.containerd.grpc.v1.cri', ...) for a table header line in either quote style."""
-    text = line.strip()
-    if not text.startswith("[") or text.startswith("[["):
-        return None
-    try:
-        node = tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
-        return None
-    keys = []
-    while isinstance(node, dict) and len(node) == 1:
-        key, node = next(iter(node.items()))
-        keys.append(key)
-    return tuple(keys)
-
-
-def _lookup(data: dict, path: tuple[str, ...]):
-    for key in path:
-        data = data.get(key) if isinstance(data, dict) else None
-    return data
-
-
-def _append(text: str, block: str) -> str:
-    sep = "" if not text or text.endswith("\n\n") else ("\n" if text.endswith("\n") else "\n\n")
-    return text + sep + block
-
-
-def set_toml_key(text: str, table: tuple[str, ...], key: str, literal: str) -> str:
-    """``text`` with ``key = literal`` in ``table`` (replaced, inserted, or in a new table at the end);
-    every other line as it was."""
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if _header_path(line) == table), None)
-    if start is None:
-        return _append(text, f"{_header(table)}\n  {key} = {literal}\n")
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("[")), len(lines))
-    for i in range(start + 1, end):
-        if re.match(rf"\s*{re.escape(key)}\s*=", lines[i]):
-            lines[i] = f"{lines[i][: len(lines[i]) - len(lines[i].lstrip())]}{key} = {literal}"
-            break
-    else:
-        indent = lines[start][: len(lines[start]) - len(lines[start].lstrip())] + "  "
-        lines.insert(start + 1, f"{indent}{key} = {literal}")
-    return "\n".join(lines) + "\n"
-
-
-def enable_cri(text: str) -> str:
-    """``text`` without CRI in disabled_plugins (a one-line array, as packages write it)."""
-    disabled = tomllib.loads(text).get("disabled_plugins") or []
-    kept = [p for p in disabled if p not in CRI_PLUGINS]
-    if kept == disabled:
-        return text
-    line = re.compile(r"^([ \t]*)disabled_plugins[ \t]*=[ \t]*\[.*\][ \t]*$", re.M)
-    if not line.search(text):
-        raise OperationError(f"{CONFIG_TOML} disables containerd's CRI plugin (disabled_plugins); remove "
-                             "\"cri\" from that list by hand and run again")
-    return line.sub(lambda m: f"{m.group(1)}disabled_plugins = [{', '.join(json.dumps(p) for p in kept)}]",
-                    text, count=1)
-
-
-def systemd_cgroup(text: str, version: int) -> str:
-    """``text`` with runc's SystemdCgroup = true (and the runc runtime declared when it is not)."""
-    runc = RUNC_TABLE[version]
-    if _lookup(tomllib.loads(text), runc + ("options", "SystemdCgroup")) is True:
-        return text
-    if not any(_header_path(line) == runc for line in text.splitlines()):
-        text = set_toml_key(text, runc, "runtime_type", '"io.containerd.runc.v2"')
-    return set_toml_key(text, runc + ("options",), "SystemdCgroup", "true")
 
 
 def containerd_for_kubelet(*, config: dict) -> Iterator[Command | PutFile]:
@@ -392,30 +320,39 @@ def containerd_for_kubelet(*, config: dict) -> Iterator[Command | PutFile]:
     if not config["valid"]:
         raise OperationError(f"{CONFIG_TOML} is not valid TOML ({config['error']}); fix it and run again")
     if not config["exists"]:
-        # containerd's own defaults for whichever version is installed by now, with systemd cgroups.
+        # containerd's own defaults for whichever version is installed by now (unknown while planning,
+        # and no Python on the host to edit by key): both write `SystemdCgroup = false` for runc.
         yield Command(f"mkdir -p /etc/containerd && containerd config default > {CONFIG_TOML}",
                       description="containerd's default config.toml")
         yield Command(f"sed -i 's/SystemdCgroup = false/SystemdCgroup = true/' {CONFIG_TOML}",
                       description="runc with SystemdCgroup = true")
-        yield RESTART_CONTAINERD
+        yield RESTART
         return
     version = config["version"]
     if version not in RUNC_TABLE:
         raise OperationError(f"{CONFIG_TOML} has config version {version!r}; labkit edits version 2 (containerd "
                              f"1.x) and 3 (2.x): regenerate it with `containerd config default > {CONFIG_TOML}` "
                              "and run again")
-    new = systemd_cgroup(enable_cri(config["raw"]), version)
+    doc = containerd.load(config["raw"])
+    data, runc = doc.unwrap(), RUNC_TABLE[version]
+    disabled = doc.get("disabled_plugins")
+    if isinstance(disabled, list):
+        for i in reversed(range(len(disabled))):
+            if disabled[i] in CRI_PLUGINS:
+                del disabled[i]  # in place: the array's other items and comments stay
+    if lookup(data, runc) is None:
+        containerd.put(doc, runc + ("runtime_type",), "io.containerd.runc.v2")
+    if lookup(data, runc + ("options", "SystemdCgroup")) is not True:
+        containerd.put(doc, runc + ("options", "SystemdCgroup"), True)
+    new = doc.as_string()
     if new == config["raw"]:
         return
-    try:
-        right = _lookup(tomllib.loads(new), RUNC_TABLE[version] + ("options", "SystemdCgroup")) is True
-    except tomllib.TOMLDecodeError:
-        right = False
-    if not right:
-        raise OperationError(f"could not set SystemdCgroup in {CONFIG_TOML}; set SystemdCgroup = true under "
-                             f"{_header(RUNC_TABLE[version] + ('options',))} by hand")
+    fix = f"remove CRI from disabled_plugins and set SystemdCgroup = true under [{table_name(runc + ('options',))}]"
+    if CRI_PLUGINS & set(containerd.checked(new, {runc + ("options", "SystemdCgroup"): True}, fix)
+                         .get("disabled_plugins") or []):
+        raise OperationError(f"could not edit {CONFIG_TOML} by key; {fix} by hand and run again")
     yield PutFile(CONFIG_TOML, new, description="containerd: CRI on, runc with SystemdCgroup = true")
-    yield RESTART_CONTAINERD
+    yield RESTART
 
 
 def prepare_host(*, host: str, control_plane: bool, family: str, versions: Versions, swaps: list[str],
@@ -436,8 +373,9 @@ def prepare_host(*, host: str, control_plane: bool, family: str, versions: Versi
 
 
 def _logged(command: str, log: str) -> str:
-    """Run ``command`` into ``log``; on failure print the log's tail, where kubeadm says why."""
-    return f"{command} > {log} 2>&1 || {{ tail -n 25 {log} >&2; exit 1; }}"
+    """Run ``command`` into ``log``; on failure print kubeadm's own error lines (else the log's tail)."""
+    return (f"{command} > {log} 2>&1 || {{ grep -E {shlex.quote(KUBEADM_ERROR_LINES)} {log} >&2 "
+            f"|| tail -n 25 {log} >&2; exit 1; }}")
 
 
 def control_plane(*, member: bool, config: str, user: str, kubeconfig_current: bool) -> Iterator[Command | PutFile]:

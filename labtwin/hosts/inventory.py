@@ -41,13 +41,16 @@ def render(cfg: TwinConfig) -> dict:
 def twin_cluster(cfg: TwinConfig) -> dict:
     """labkit's kubernetes.cluster for these hosts: `create`, so `invoke up` starts with
     setup-cluster. What differs from a real machine, as kind sets it for its nodes:
-    kubeadm's preflight rejects this container-like cgroup v1 host, CoreDNS's image is not built,
+    kubeadm's system verification rejects this cgroup v1 host (its other preflight checks run: a
+    stopped containerd fails the join there, as on a real node), CoreDNS's image is not built,
     cgroup v1 must be allowed (1.35+ refuses it), the disk is shared with the machine (no
     disk-pressure eviction), and nf_conntrack_max is read-only inside a network namespace."""
     from labtwin.k8s.build import versions
 
     return {"create": True, "version": versions()["kubernetes"],
-            "skip_phases": ["preflight", "addon/coredns"],
+            "skip_phases": ["addon/coredns"],
+            # kubeadm's system check refuses cgroup v1 unless skipped, even with failCgroupV1: false
+            "ignore_preflight_errors": ["SystemVerification"],
             "kubelet": {"fail_swap_on": False, "fail_cgroup_v1": False, "disk_eviction": False},
             "kube_proxy": {"set_conntrack_max": False}}
 

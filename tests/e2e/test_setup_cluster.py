@@ -2,7 +2,8 @@
 have kubeadm, kubelet, kubectl and containerd installed and the images pre-pulled, as an offline
 lab after its package step, and no cluster. labkit makes it: kubeadm init, join, the host-gw pod
 network, every node Ready; a re-run changes nothing; `--plan` changes nothing; a host of another
-cluster is refused; the seed flow is green on the cluster labkit made.
+cluster is refused; a worker whose containerd is stopped fails its join with kubeadm's error
+while the others finish; the seed flow is green on the cluster labkit made.
 
 The tests build on each other in file order on one fresh twin."""
 from __future__ import annotations
@@ -36,6 +37,28 @@ def test_plan_on_bare_hosts_changes_nothing(t):
     up = " ".join(t.invoke("up", "--plan").output.split())
     assert "deploy: would change (after setup-cluster)" in up, up[-3000:]
     assert _state(t) == before
+
+
+def test_a_worker_whose_containerd_is_stopped_fails_its_join_and_the_others_finish(t):
+    t.sh("node02", "systemctl stop containerd")
+    try:
+        res = t.invoke("setup-cluster", check=False)
+        out = " ".join(res.output.split())
+        assert res.returncode == 1 and "Traceback" not in res.output, out[-3000:]
+        # the host and kubeadm's own preflight error, in the final line
+        last = res.output.strip().splitlines()[-1]
+        assert "workers failed on node02" in last and "[ERROR CRI]: could not connect to the container runtime" \
+            in last, last
+        assert "error execution phase preflight" in last
+        assert "2 node(s) Ready" in out  # master and node01 finished all the same
+        ready = {n["metadata"]["name"] for n in t.kubectl_json("get nodes")["items"]}
+        assert ready == {"master", "node01"}
+        # doctor says the same, from the log labkit kept on node02
+        doctor = " ".join(t.invoke("doctor", check=False).output.split())
+        assert "node02 joined the cluster failed not yet: kubeadm join failed: [ERROR CRI]" in doctor, doctor[-3000:]
+        assert "node01 joined the cluster ok" in doctor and "master control plane ok" in doctor
+    finally:
+        t.sh("node02", "systemctl start containerd")
 
 
 def test_setup_cluster_makes_every_node_ready(t):

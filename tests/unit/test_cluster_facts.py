@@ -34,7 +34,7 @@ def test_fact_parses_recorded_output(path):
 def test_every_fact_has_recorded_outputs():
     recorded = {json.loads(p.read_text())["fact"] for p in CASES}
     assert recorded == {"InstalledVersions", "Swaps", "CgroupVersion", "ClusterMembership", "ClusterNodes",
-                        "Routes", "ForwardRules"}
+                        "Routes", "ForwardRules", "KubeadmErrors"}
 
 
 def test_seed_nodes_give_pod_cidrs_and_readiness():

@@ -2,11 +2,12 @@
 
 A case names a function of labkit.operations.cluster and its keyword arguments, given as plain
 JSON (``kwargs``), as recorded facts run through their parser (``recorded``: a file under
-tests/data/facts/), as a real containerd config.toml (``toml``: a file beside the case) or as a
-text file under tests/data/ (``text``). It expects ``changes`` (a generator's Command/PutFile
-items), ``returns`` (a function's value; ``yaml``/``json`` for rendered files, compared as data)
-or ``error`` (a fragment of the OperationError). A PutFile of a containerd config is compared as
-the ``diff`` it makes to the case's input file.
+tests/data/facts/; containerd's config.toml recordings too), as a real containerd config.toml
+(``toml``: a file beside the case) or as a text file under tests/data/ (``text``). It expects
+``changes`` (a generator's Command/PutFile items), ``returns`` (a function's value; ``yaml``/``json``
+for rendered files, compared as data) or ``error`` (a fragment of the OperationError). A PutFile
+of a containerd config is compared as the ``diff`` it makes to the case's input file, checked by
+key (``keys``) and for the comments it keeps.
 """
 from __future__ import annotations
 
@@ -22,10 +23,12 @@ import yaml
 from labkit import inventory
 from labkit.errors import OperationError
 from labkit.facts import cluster as facts
+from labkit.facts import containerd as containerd_facts
 from labkit.facts.base import FactResult
 from labkit.facts.containerd import parse_config_toml
 from labkit.operations import cluster
 from labkit.operations.base import Command, PutFile
+from test_containerd_config import check_config
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 CASES = sorted((DATA / "operations" / "cluster").glob("*.json"))
@@ -36,7 +39,8 @@ def recorded(spec: str | dict):
     {"file": 'kube/nodes', "fact": 'ClusterNodes'} (another parser on the same output)."""
     spec = {"file": spec} if isinstance(spec, str) else spec
     case = json.loads((DATA / "facts" / f"{spec['file']}.json").read_text())
-    fact = getattr(facts, spec.get("fact", case["fact"]))(*case.get("args") or [])
+    name = spec.get("fact", case["fact"])
+    fact = (getattr(facts, name, None) or getattr(containerd_facts, name))(*case.get("args") or [])
     stdout = case["stdout"] if isinstance(case["stdout"], str) else json.dumps(case["stdout"], indent=4)
     return fact.process(FactResult(stdout, case.get("stderr", ""), case["exited"]))
 
@@ -67,7 +71,7 @@ def kwargs_of(case: dict) -> dict:
 
 def before_of(case: dict, kwargs: dict) -> str | None:
     """The config.toml a case starts from (what a ``diff`` is taken against)."""
-    return next((kwargs[k]["raw"] for k in case.get("toml", {})), None)
+    return next((v["raw"] for v in kwargs.values() if isinstance(v, dict) and "raw" in v), None)
 
 
 def plain(value):
@@ -92,7 +96,8 @@ def as_data(change, expected: dict, before: str | None):
     if change.mode != 0o644:
         out["mode"] = oct(change.mode)
     if "diff" in expected:
-        out["diff"] = diff(before, change.content)
+        check_config(before, change.content, expected.get("keys", {}))
+        out.update(diff=diff(before, change.content), keys=expected.get("keys"))
     elif "yaml" in expected:
         out["yaml"] = list(yaml.safe_load_all(change.content))
     elif "json" in expected:

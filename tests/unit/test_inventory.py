@@ -196,6 +196,9 @@ def test_cluster_settings_of_an_offline_twin(tmp_path):
     ("image_repository: 'reg;reboot'", "kubernetes.cluster.image_repository", "is not an image repository"),
     ("skip_phases: [preflght]", "kubernetes.cluster.skip_phases", "unknown kubeadm phase(s) 'preflght'"),
     ("skip_phases: [preflight, preflight]", "kubernetes.cluster.skip_phases", "phases are repeated"),
+    ("ignore_preflight_errors: ['CRI; reboot']", "kubernetes.cluster.ignore_preflight_errors",
+     "not a kubeadm preflight check name: 'CRI; reboot'"),
+    ("ignore_preflight_errors: [Swap, Swap]", "kubernetes.cluster.ignore_preflight_errors", "checks are repeated"),
     ("create: 'yes'", "kubernetes.cluster.create", "Input should be a valid boolean"),
     ("kubelet: {fail_swap: false}", "kubernetes.cluster.kubelet.fail_swap", "unknown field; allowed fields: "
                                                                             "fail_swap_on, fail_cgroup_v1"),

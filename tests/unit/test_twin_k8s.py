@@ -47,7 +47,8 @@ def test_the_twins_inventory_asks_labkit_for_the_cluster_with_the_twins_differen
     c = cfg(kubeadm=True)
     rendered = inventory.render(c)
     assert rendered["kubernetes"]["cluster"] == {
-        "create": True, "version": "v1.37.2", "skip_phases": ["preflight", "addon/coredns"],
+        "create": True, "version": "v1.37.2", "skip_phases": ["addon/coredns"],
+        "ignore_preflight_errors": ["SystemVerification"],
         "kubelet": {"fail_swap_on": False, "fail_cgroup_v1": False, "disk_eviction": False},
         "kube_proxy": {"set_conntrack_max": False}}
     assert "cluster" not in inventory.render(cfg()).get("kubernetes", {})  # bare hosts
@@ -56,7 +57,8 @@ def test_the_twins_inventory_asks_labkit_for_the_cluster_with_the_twins_differen
     inv = load(path)
     init, clus, kubelet, proxy = yaml.safe_load_all(ops.init_config(name="master", address="10.213.40.6",
                                                                     cluster=inv.kubernetes.cluster))
-    assert init["skipPhases"] == ["preflight", "addon/coredns"]
+    assert init["skipPhases"] == ["addon/coredns"]
+    assert init["nodeRegistration"]["ignorePreflightErrors"] == ["SystemVerification"]
     assert init["localAPIEndpoint"] == {"advertiseAddress": "10.213.40.6", "bindPort": 6443}
     assert clus["kubernetesVersion"] == "v1.37.2" and clus["controlPlaneEndpoint"] == "10.213.40.6:6443"
     assert (kubelet["cgroupDriver"], kubelet["failCgroupV1"], kubelet["failSwapOn"]) == ("systemd", False, False)
