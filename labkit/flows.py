@@ -12,13 +12,14 @@ from typing import Any, Callable
 
 from labkit import ui
 from labkit.errors import HostsFailed, OperationError
+from labkit.facts import cluster as cluster_facts
 from labkit.facts.containerd import ContainerdConfig, ContainerdVersion, HostsToml
 from labkit.facts.docker import DaemonJson, DockerInfo, DockerUnit, SysconfigDocker
 from labkit.facts.kube import KubectlVersionFact, Nodes
-from labkit.facts.nfs import Exports, GaneshaConf, NfsdAvailable, Showmount
-from labkit.facts.os import DirExists, InstalledPackages, OsRelease, Which
+from labkit.facts.nfs import Exports, GaneshaConf, LiveExports, NfsdAvailable, Showmount
+from labkit.facts.os import AptIndex, DirExists, InstalledPackages, OsRelease, Which
 from labkit.facts.registry import RegistryContainer, RegistryImageConfig, RegistryPing, RegistryTags
-from labkit.facts.services import ServiceState, is_running
+from labkit.facts.services import Firewalld, ServiceState, is_running
 from labkit.operations import containerd as containerd_ops
 from labkit.operations import docker as docker_ops
 from labkit.operations import images as image_ops
@@ -140,16 +141,17 @@ def nfs_steps(inv) -> dict[str, list[Step]]:
     nfs = inv.nfs
     server = inv.nfs_server.name
     steps: dict[str, list[Step]] = {h.name: [] for h in inv.hosts}
-    base = {"os": OsRelease(), "packages": InstalledPackages(NFS_PACKAGES)}
+    base = {"os": OsRelease(), "packages": InstalledPackages(NFS_PACKAGES), "apt": AptIndex(NFS_PACKAGES)}
     if nfs.server == "kernel":
-        facts = dict(base, nfsd=NfsdAvailable(), exports=Exports(), export_dir=DirExists(nfs.export),
-                     **{f"svc:{u}": ServiceState(u) for u in ("rpcbind", "nfs-server", "nfs-kernel-server")})
+        facts = dict(base, nfsd=NfsdAvailable(), exports=Exports(), live=LiveExports(), firewall=Firewalld(),
+                     export_dir=DirExists(nfs.export),
+                     **{f"svc:{u}": ServiceState(u) for u in ("rpcbind", "nfs-server")})
         steps[server].append(Step(
             "NFS server (kernel)", facts,
             lambda f: nfs_ops.kernel_server(
                 export=nfs.export, clients=nfs.clients, options=list(nfs.options), family=f["os"]["family"],
                 nfsd=f["nfsd"], installed=f["packages"], exports=f["exports"], export_exists=f["export_dir"],
-                services=_services(f)),
+                services=_services(f), live=f["live"], apt=f["apt"], firewall=f["firewall"]),
         ))
     else:
         facts = dict(base, conf=GaneshaConf(), export_dir=DirExists(nfs.export),
@@ -159,13 +161,13 @@ def nfs_steps(inv) -> dict[str, list[Step]]:
             lambda f: nfs_ops.ganesha_server(
                 export=nfs.export, clients=nfs.clients, options=list(nfs.options), family=f["os"]["family"],
                 installed=f["packages"], conf=f["conf"], export_exists=f["export_dir"],
-                services=_services(f)),
+                services=_services(f), apt=f["apt"]),
         ))
     for h in inv.hosts:
         if h.name != server:
             steps[h.name].append(Step(
                 "NFS client", dict(base),
-                lambda f: nfs_ops.client(family=f["os"]["family"], installed=f["packages"])))
+                lambda f: nfs_ops.client(family=f["os"]["family"], installed=f["packages"], apt=f["apt"])))
     return steps
 
 
@@ -250,14 +252,19 @@ def doctor_facts(inv, h) -> dict:
         facts["container"] = RegistryContainer(inv.registry.container)
     if h.name == inv.control_plane.name:
         facts.update(kubectl=KubectlVersionFact(), nodes=Nodes())
+    if inv.kubernetes.cluster.create:  # labkit makes the cluster: say what setup-cluster would find
+        log = cluster_facts.INIT_LOG if h.name == inv.control_plane.name else cluster_facts.JOIN_LOG
+        facts.update(versions=cluster_facts.InstalledVersions(), membership=cluster_facts.ClusterMembership(),
+                     kubeadm=cluster_facts.KubeadmErrors(log))
     if h.name != inv.nfs_server.name:
         facts["packages"] = InstalledPackages(("nfs-common", "nfs-utils"))
         facts["showmount"] = Showmount(inv.nfs_server.address)
     return facts
 
 
-def doctor_rows(inv, h, f: dict) -> list[list[str]]:
-    """Judge one host's doctor facts -> [host, check, ok|failed, detail with the fix]."""
+def doctor_rows(inv, h, f: dict, conn: HostConnection) -> list[list[str]]:
+    """Judge one inventory host's doctor facts, read over ``conn`` -> [host, check, ok|failed, detail
+    with the fix]."""
     rows = []
 
     def add(check_name, ok, detail=""):
@@ -267,7 +274,7 @@ def doctor_rows(inv, h, f: dict) -> list[list[str]]:
         v = f.get(key)
         return v.message if isinstance(v, FactError) else None
 
-    add("SSH + sudo", True, f"as {h.settings.user}" + (" with sudo" if h.use_sudo else ""))
+    add("SSH + sudo", True, f"as {conn.settings.user}" + (" with sudo" if conn.use_sudo else ""))
     osr = f["os"]
     if err("os"):
         add("OS family", False, err("os"))
@@ -321,6 +328,8 @@ def doctor_rows(inv, h, f: dict) -> list[list[str]]:
             add("nodes Ready", bool(nodes) and not bad,
                 (f"not Ready: {', '.join(bad)} (check kubelet: journalctl -u kubelet)" if bad
                  else f"{len(nodes)} Ready" if nodes else "no nodes registered"))
+    if "versions" in f:
+        rows += _cluster_rows(inv, h, f)
     if "packages" in f:
         p = f["packages"]
         ok = isinstance(p, dict) and any(p.values())
@@ -338,6 +347,39 @@ def doctor_rows(inv, h, f: dict) -> list[list[str]]:
     return rows
 
 
+def _cluster_rows(inv, h, f: dict) -> list[list[str]]:
+    """Doctor's rows for a cluster labkit makes: the tools' versions, and whether this host is in
+    the cluster, with kubeadm's own error when its init or join failed."""
+    rows = []
+    want = inv.kubernetes.cluster.version
+    v = f["versions"]
+    if isinstance(v, FactError):
+        rows.append([h.name, "kubernetes tools", "failed", v.message])
+    else:
+        have = {"kubeadm": v.kubeadm, "kubelet": v.kubelet, "kubectl": v.kubectl, "containerd": v.containerd}
+        wrong = [f"{tool} {found or 'missing'}" for tool, found in have.items()
+                 if found is None or (tool != "containerd" and found != want)]
+        rows.append([h.name, "kubernetes tools", "failed" if wrong else "ok",
+                     f"{', '.join(wrong)} (want {want}): `invoke setup-cluster` installs them" if wrong
+                     else ", ".join(f"{tool} {found}" for tool, found in have.items())])
+    m, errors = f["membership"], f["kubeadm"]
+    control_plane = h.name == inv.control_plane.name
+    check = "control plane" if control_plane else "joined the cluster"
+    if isinstance(m, FactError):
+        rows.append([h.name, check, "failed", m.message])
+        return rows
+    kubeconfig = m.admin if control_plane else m.kubelet
+    if kubeconfig is not None:
+        rows.append([h.name, check, "ok", kubeconfig.server or ""])
+        return rows
+    step = "init" if control_plane else "join"
+    said = (f": kubeadm {step} failed: {' | '.join(errors)} (log: "
+            f"{cluster_facts.INIT_LOG if control_plane else cluster_facts.JOIN_LOG}); fix that, then"
+            if isinstance(errors, list) and errors else ": ")
+    rows.append([h.name, check, "failed", f"not yet{said} run `invoke setup-cluster`"])
+    return rows
+
+
 def doctor(inv) -> FlowResult:
     hosts = connect(inv)
     try:
@@ -346,7 +388,8 @@ def doctor(inv) -> FlowResult:
 
         def one(conn: HostConnection):
             conn.run("true", sudo=True)  # proves SSH and (when configured) sudo
-            return doctor_rows(inv, conn, gather(conn, doctor_facts(inv, by_name[conn.name]), tolerant=True))
+            host = by_name[conn.name]
+            return doctor_rows(inv, host, gather(conn, doctor_facts(inv, host), tolerant=True), conn)
 
         rows: list[list[str]] = []
         with ui.host_progress(list(hosts), "doctor") as progress:

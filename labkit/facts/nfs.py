@@ -1,4 +1,5 @@
-"""NFS facts: nfsd availability, /etc/exports, ganesha.conf, ``showmount -e``."""
+"""NFS facts: nfsd availability, /etc/exports and the live table (``exportfs -v``), ganesha.conf,
+``showmount -e``."""
 from __future__ import annotations
 
 import re
@@ -33,6 +34,34 @@ class NfsdAvailable(Fact):
 class Exports(FileContent):
     def __init__(self, path: str = EXPORTS):
         super().__init__(path)
+
+
+def parse_exportfs(text: str) -> list[dict]:
+    """``exportfs -v`` -> [{"path", "client", "options": [...]}], one per path and client.
+
+    exportfs prints "PATH<tab>CLIENT(OPTIONS)", or PATH alone on its line when it is longer than 14
+    characters, so whitespace-separated words alternate path / client; paths have no spaces (labkit
+    refuses them). The world ("*" in /etc/exports) is printed as "<world>".
+    """
+    words = text.split()
+    exports = []
+    for path, entry in zip(words[::2], words[1::2]):
+        client, _, options = entry.partition("(")
+        exports.append({"path": path, "client": "*" if client == "<world>" else client,
+                        "options": options.rstrip(")").split(",") if options else []})
+    return exports
+
+
+class LiveExports(Fact):
+    """The kernel's export table as ``exportfs -v`` reports it -> [...] (``parse_exportfs``), or None
+    when exportfs is not installed (exit 127)."""
+
+    command = "exportfs -v"
+    ok_exit_codes = (0, 127)
+    sudo = True  # exportfs locks /var/lib/nfs/etab, root's
+
+    def process(self, result: FactResult) -> list[dict] | None:
+        return None if result.exited == 127 else parse_exportfs(result.stdout)
 
 
 class GaneshaConf(FileContent):

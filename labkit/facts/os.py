@@ -117,6 +117,48 @@ class InstalledPackages(Fact):
         return out
 
 
+APT_LISTS = "/var/lib/apt/lists"
+
+
+@dataclass(frozen=True)
+class AptIndex(Fact):
+    """What apt knows before installing ``names`` -> {"lists": bool, "unknown": [...]}, or None
+    on a host without apt.
+
+    ``lists``: package lists were downloaded (``apt-get update`` ever ran; images often ship with
+    none). ``unknown``: names ``apt-cache policy`` has no installation candidate for, which
+    ``apt-get install`` would refuse with "Unable to locate package". The lists may be compressed
+    (``*_Packages.lz4``).
+    """
+
+    names: tuple[str, ...]
+    lists: str = APT_LISTS
+
+    def build(self) -> str:
+        d = shlex.quote(self.lists)
+        pkgs = " ".join(shlex.quote(n) for n in _names(self.names))
+        return (f"command -v apt-cache >/dev/null 2>&1 || exit 0; set -- {d}/*_Packages*; "
+                f"if [ -e \"$1\" ]; then echo lists=yes; else echo lists=no; fi; "
+                # Empty cache paths: apt-cache builds its cache in memory instead of rewriting
+                # /var/cache/apt as root (reading a fact changes nothing).
+                f"apt-cache -o Dir::State::Lists={d} -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= "
+                f"policy {pkgs}")
+
+    def process(self, result: FactResult) -> dict | None:
+        lines = result.stdout.splitlines()
+        if not lines:
+            return None
+        candidates, name = {}, None
+        for line in lines[1:]:
+            # "name:" starts each package's block; its "  Candidate: (none)" means nothing to install.
+            if line and not line[0].isspace() and line.endswith(":"):
+                name = line[:-1]
+            elif name and line.strip().startswith("Candidate:"):
+                candidates[name] = line.split(":", 1)[1].strip()
+        unknown = [n for n in self.names if candidates.get(n, "(none)") == "(none)"]
+        return {"lists": lines[0] == "lists=yes", "unknown": unknown}
+
+
 @dataclass(frozen=True)
 class Which(Fact):
     """Paths of commands on PATH -> {name: path or None}."""

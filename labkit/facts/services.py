@@ -1,4 +1,4 @@
-"""systemd unit state: ``systemctl is-active`` / ``is-enabled``."""
+"""systemd unit state (``systemctl is-active`` / ``is-enabled``) and firewalld's state."""
 from __future__ import annotations
 
 import re
@@ -49,4 +49,33 @@ def is_running(state: dict) -> bool:
 
 
 def is_enabled(state: dict) -> bool:
-    return state.get("enabled") in ("enabled", "static", "alias", "enabled-runtime", "indirect", "generated")
+    # Not "alias": systemd prints it for an alias name (Debian's nfs-kernel-server -> nfs-server)
+    # whether or not the real unit is enabled, so it says nothing about starting at boot.
+    return state.get("enabled") in ("enabled", "static", "enabled-runtime", "indirect", "generated")
+
+
+class Firewalld(Fact):
+    """firewalld's state and the services open in its default zone ->
+    {"state": "running"|"not running"|"failed"|"inactive"|"absent", "runtime": [...], "permanent": [...]}.
+
+    A stopped firewalld is asked nothing: firewall-cmd (>= 2.5) waits 10 s for its D-Bus name first.
+    """
+
+    command = (
+        "command -v firewall-cmd >/dev/null 2>&1 || { echo state=absent; exit 0; }; "
+        "systemctl is-active --quiet firewalld || { echo state=inactive; exit 0; }; "
+        "printf 'state=%s\\n' \"$(firewall-cmd --state 2>&1)\"; "
+        "printf 'runtime=%s\\n' \"$(firewall-cmd --list-services 2>/dev/null)\"; "
+        "printf 'permanent=%s\\n' \"$(firewall-cmd --permanent --list-services 2>/dev/null)\""
+    )
+    sudo = True
+
+    def process(self, result: FactResult) -> dict:
+        out = {"state": "unknown", "runtime": [], "permanent": []}
+        for line in result.stdout.splitlines():
+            key, _, value = line.partition("=")
+            if key == "state":
+                out["state"] = value.strip() or "unknown"
+            elif key in ("runtime", "permanent"):
+                out[key] = value.split()
+        return out

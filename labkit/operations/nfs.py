@@ -16,7 +16,11 @@ from labkit.operations.base import Command, PutFile
 from labkit.operations.packages import enable_and_start, install
 
 KERNEL_PACKAGES = {"rhel": ["nfs-utils", "rpcbind"], "debian": ["nfs-kernel-server"]}
-KERNEL_SERVICES = {"rhel": ["rpcbind", "nfs-server"], "debian": ["rpcbind", "nfs-kernel-server"]}
+# nfs-server on Debian too: there nfs-kernel-server is only its alias, which cannot say whether
+# the server starts at boot (``systemctl is-enabled`` prints "alias").
+KERNEL_SERVICES = {"rhel": ["rpcbind", "nfs-server"], "debian": ["rpcbind", "nfs-server"]}
+# firewalld's service names (its /usr/lib/firewalld/services/*.xml): 2049, 111, 20048.
+FIREWALL_SERVICES = ["nfs", "rpc-bind", "mountd"]
 CLIENT_PACKAGES = {"rhel": ["nfs-utils"], "debian": ["nfs-common"]}
 GANESHA_PACKAGES = ["nfs-ganesha", "nfs-ganesha-vfs"]
 GANESHA_SERVICES = ["rpcbind", "nfs-ganesha"]
@@ -52,15 +56,35 @@ def merge_exports(text: str | None, path: str, line: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def is_exported(live: list[dict] | None, path: str, clients: str) -> bool:
+    """Does the live table (``LiveExports``) export ``path`` to ``clients``?"""
+    return any(e["path"] == path and e["client"] == clients for e in live or [])
+
+
+def open_firewall(firewall: dict | None) -> Iterator[Command]:
+    """NFS's services in firewalld's default zone, permanent and live; nothing unless it runs."""
+    if not firewall or firewall["state"] != "running":
+        return
+    closed = [s for s in FIREWALL_SERVICES if s not in firewall["permanent"]]
+    if closed:
+        adds = " ".join(f"--add-service={shlex.quote(s)}" for s in closed)
+        yield Command(f"firewall-cmd --permanent {adds}",
+                      description=f"firewalld: open {', '.join(closed)} (default zone, permanent)")
+    # Also when only the runtime lacks one: a run that stopped before its reload.
+    if closed or any(s not in firewall["runtime"] for s in FIREWALL_SERVICES):
+        yield Command("firewall-cmd --reload", description="firewalld: apply the permanent rules now")
+
+
 def kernel_server(*, export: str, clients: str, options: list[str], family: str, nfsd: dict,
-                  installed: dict, services: dict, exports: str | None,
-                  export_exists: bool) -> Iterator[Command | PutFile]:
+                  installed: dict, services: dict, exports: str | None, export_exists: bool,
+                  live: list[dict] | None = None, apt: dict | None = None,
+                  firewall: dict | None = None) -> Iterator[Command | PutFile]:
     if not nfsd["available"]:
         raise OperationError(
             "this host has no kernel NFS server (no nfsd in /proc/filesystems, no /proc/fs/nfsd, no nfsd "
             "module): it is a container or a VM without nfsd. Set `nfs.server: ganesha` in the inventory "
             "to serve the export with userspace nfs-ganesha instead")
-    yield from install(family, _family_packages(KERNEL_PACKAGES, family, "the NFS server"), installed)
+    yield from install(family, _family_packages(KERNEL_PACKAGES, family, "the NFS server"), installed, apt)
     if not export_exists:
         yield Command(f"mkdir -p {shlex.quote(export)}", description=f"create {export}")
     new = merge_exports(exports, export, export_line(export, clients, options))
@@ -71,6 +95,10 @@ def kernel_server(*, export: str, clients: str, options: list[str], family: str,
         yield from enable_and_start(unit, services.get(unit, {}))
     if exports_changed:
         yield Command("exportfs -ra", description="reload exports")
+    elif not is_exported(live, export, clients):
+        # /etc/exports is right but a run stopped before exporting it (or someone unexported it).
+        yield Command("exportfs -ra", description=f"export {export}: in /etc/exports, not in the live table")
+    yield from open_firewall(firewall)
 
 
 # ---------------------------------------------------------------- nfs-ganesha
@@ -166,8 +194,9 @@ def _merge_export(text: str, path: str, clients: str, options: list[str]) -> str
 
 
 def ganesha_server(*, export: str, clients: str, options: list[str], family: str, installed: dict,
-                   services: dict, conf: str | None, export_exists: bool) -> Iterator[Command | PutFile]:
-    yield from install(family, GANESHA_PACKAGES, installed)
+                   services: dict, conf: str | None, export_exists: bool,
+                   apt: dict | None = None) -> Iterator[Command | PutFile]:
+    yield from install(family, GANESHA_PACKAGES, installed, apt)
     if not export_exists:
         yield Command(f"mkdir -p {shlex.quote(export)}", description=f"create {export}")
     new = merge_ganesha(conf, export, clients, options)
@@ -182,5 +211,5 @@ def ganesha_server(*, export: str, clients: str, options: list[str], family: str
 # ---------------------------------------------------------------- clients
 
 
-def client(*, family: str, installed: dict) -> Iterator[Command]:
-    yield from install(family, _family_packages(CLIENT_PACKAGES, family, "the NFS client"), installed)
+def client(*, family: str, installed: dict, apt: dict | None = None) -> Iterator[Command]:
+    yield from install(family, _family_packages(CLIENT_PACKAGES, family, "the NFS client"), installed, apt)

@@ -8,16 +8,38 @@ from typing import Iterator
 from labkit.errors import OperationError
 from labkit.operations.base import Command
 
+# Wait this long for another apt/dpkg (unattended-upgrades on a fresh host) instead of failing at
+# once. apt >= 1.9.11 honours it; older apt ignores the option. It covers the dpkg lock only:
+# `apt-get update`'s lists lock is not waited for (apt 2.6 still fails at once there).
+APT_LOCK_TIMEOUT = 300
+APT_GET = f"DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout={APT_LOCK_TIMEOUT}"
+APT_INSTALL = f"{APT_GET} install -y"
 
-def install(family: str, names: list[str], installed: dict[str, bool]) -> Iterator[Command]:
+
+def _apt_update_reason(missing: list[str], apt: dict | None) -> str:
+    if apt is None:
+        return ""
+    if not apt["lists"]:
+        return "no package lists yet"
+    unknown = [n for n in missing if n in apt["unknown"]]
+    return f"apt knows no {', '.join(unknown)}" if unknown else ""
+
+
+def install(family: str, names: list[str], installed: dict[str, bool],
+            apt: dict | None = None) -> Iterator[Command]:
+    """``apt``: the ``AptIndex`` fact; ``apt-get update`` runs first when it has no lists or no
+    candidate for a missing package (else install would say "Unable to locate package")."""
     missing = [n for n in names if not installed.get(n)]
     if not missing:
         return
     pkgs = " ".join(shlex.quote(n) for n in missing)
     if family == "debian":
-        yield Command(f"DEBIAN_FRONTEND=noninteractive apt-get install -y {pkgs}",
-                      description=f"install {' '.join(missing)}")
+        reason = _apt_update_reason(missing, apt)
+        if reason:
+            yield Command(f"{APT_GET} update", description=f"apt-get update ({reason})")
+        yield Command(f"{APT_INSTALL} {pkgs}", description=f"install {' '.join(missing)}")
     elif family == "rhel":
+        # dnf 4 and yum wait for a held lock and fetch missing metadata by themselves.
         yield Command(
             f"if command -v dnf >/dev/null 2>&1; then dnf -y install {pkgs}; else yum -y install {pkgs}; fi",
             description=f"install {' '.join(missing)}",

@@ -1,29 +1,64 @@
-"""Host operations as data (tests/data/operations/host/*.json): facts in -> exact changes out.
+"""Host operations as data (tests/data/operations/host/*.json, containerd's in
+tests/data/operations/containerd/*.json): facts in -> exact changes out.
 
 "Already right" facts give no change at all; each drift gives exactly the commands
 and file writes needed, in order; bad input raises OperationError with its message.
+containerd's config.toml comes as a real file (``toml``: a file beside the case) or a recorded
+fact (``recorded``: tests/data/facts/<name>.json); its PutFile is compared as the ``diff`` it
+makes, checked by key (``keys``) and for the comments it keeps; a hosts.toml as parsed ``toml``.
 """
 from __future__ import annotations
 
+import difflib
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from labkit.errors import OperationError
+from labkit.facts.containerd import parse_config_toml
 from labkit.operations import containerd, docker, images, nfs, registry
 from labkit.operations.base import Command, PutFile
+from test_containerd_config import check_config, recorded_config
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "operations" / "host"
-CASES = sorted(DATA.glob("*.json"))
+CASES = sorted(DATA.glob("*.json")) + sorted((DATA.parent / "containerd").glob("*.json"))
 MODULES = {"registry": registry, "docker": docker, "containerd": containerd, "nfs": nfs}
 
 
-def as_data(change):
-    if isinstance(change, PutFile):
-        return {"put": change.path, "content": change.content}
-    assert isinstance(change, Command)
-    return {"command": change.command}
+def kwargs_of(case: dict, here: Path) -> dict:
+    kwargs = dict(case["kwargs"])
+    kwargs.update({k: parse_config_toml((here / name).read_text()) for k, name in case.get("toml", {}).items()})
+    kwargs.update({k: recorded_config(name) for k, name in case.get("recorded", {}).items()})
+    return kwargs
+
+
+def diff(before: str, after: str) -> list[str]:
+    lines = difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=0)
+    return [line for line in lines if not line.startswith(("---", "+++", "@@"))]
+
+
+def as_data(change, expected: dict | None = None, before: str = ""):
+    """A change in the form its expected item uses."""
+    expected = expected or {}
+    if isinstance(change, Command):
+        return {"command": change.command}
+    assert isinstance(change, PutFile)
+    out = {"put": change.path}
+    if "description" in expected:
+        out["description"] = change.description
+    if "diff" in expected:
+        check_config(before, change.content, expected.get("keys", {}))
+        out.update(diff=diff(before, change.content), keys=expected.get("keys"))
+    elif "keys" in expected:  # a new config.toml
+        check_config("", change.content, expected["keys"])
+        out.update(keys=expected["keys"], content=change.content)
+    elif "toml" in expected:
+        out["toml"] = tomllib.loads(change.content)
+    else:
+        out["content"] = change.content
+    return out
 
 
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
@@ -31,12 +66,16 @@ def test_operation(path):
     case = json.loads(path.read_text())
     module, name = case["operation"].split(".")
     op = getattr(MODULES[module], name)
+    kwargs = kwargs_of(case, path.parent)
     if "error" in case:
         with pytest.raises(OperationError) as exc:
-            list(op(**case["kwargs"]))
+            list(op(**kwargs))
         assert case["error"] in str(exc.value)
         return
-    assert [as_data(c) for c in op(**case["kwargs"])] == case["changes"]
+    before = next((v["raw"] or "" for v in kwargs.values() if isinstance(v, dict) and "raw" in v), "")
+    changes, wanted = list(op(**kwargs)), case["changes"]
+    assert [as_data(c, w, before) for c, w in zip(changes, wanted)] == wanted[:len(changes)]
+    assert len(changes) == len(wanted), [as_data(c, {}, before) for c in changes]
 
 
 def test_every_already_right_case_is_empty():

@@ -185,8 +185,10 @@ def test_nfs_steps_server_and_clients():
 
 
 def doctor_host(name):
-    h = next(h for h in SEED.hosts if h.name == name)
-    return SimpleNamespace(name=name, settings=SimpleNamespace(user="root"), use_sudo=False, runtime=h.runtime)
+    return next(h for h in SEED.hosts if h.name == name)
+
+
+CONN = SimpleNamespace(settings=SimpleNamespace(user="root"), use_sudo=False)
 
 
 GOOD = {"os": {"name": "Debian GNU/Linux 12 (bookworm)", "family": "debian"},
@@ -198,7 +200,7 @@ GOOD = {"os": {"name": "Debian GNU/Linux 12 (bookworm)", "family": "debian"},
 def test_doctor_green_master():
     f = dict(GOOD, container={"running": True, "image": "registry:2", "status": "running"},
              kubectl=KubectlVersion("v1.37.1", "v1.30.0"), nodes=[Node("master", True, None), Node("node01", True, None)])
-    rows = flows.doctor_rows(SEED, doctor_host("master"), f)
+    rows = flows.doctor_rows(SEED, doctor_host("master"), f, CONN)
     assert all(r[2] == "ok" for r in rows), rows
     assert [r[1] for r in rows] == ["SSH + sudo", "OS family", "docker running", "registry container registry",
                                     "registry 192.168.20.6:5000 reachable", "kubectl", "nodes Ready"]
@@ -209,7 +211,7 @@ def test_doctor_failures_name_the_fix():
              registry={"ok": False, "error": "curl: (7) Failed to connect"},
              packages={"nfs-common": False, "nfs-utils": False},
              showmount={"ok": True, "exports": [{"path": "/srv/other", "clients": ["*"]}], "error": ""})
-    rows = {r[1]: (r[2], r[3]) for r in flows.doctor_rows(SEED, doctor_host("node01"), f)}
+    rows = {r[1]: (r[2], r[3]) for r in flows.doctor_rows(SEED, doctor_host("node01"), f, CONN)}
     assert rows["docker running"] == ("failed", "docker is inactive: run `systemctl enable --now docker` on node01")
     assert rows["registry 192.168.20.6:5000 reachable"][0] == "failed"
     assert "invoke setup-registry" in rows["registry 192.168.20.6:5000 reachable"][1]
@@ -220,7 +222,7 @@ def test_doctor_failures_name_the_fix():
 def test_doctor_kubectl_and_nodes():
     f = dict(GOOD, container=None, kubectl=runner.FactError("KubectlVersionFact", "x"),
              nodes=[Node("master", True, None), Node("node02", False, None)])
-    rows = {r[1]: (r[2], r[3]) for r in flows.doctor_rows(SEED, doctor_host("master"), f)}
+    rows = {r[1]: (r[2], r[3]) for r in flows.doctor_rows(SEED, doctor_host("master"), f, CONN)}
     assert rows["registry container registry"] == ("failed", "no container registry on master: run `invoke setup-registry`")
     assert rows["kubectl"][0] == "failed"
     assert rows["nodes Ready"] == ("failed", "not Ready: node02 (check kubelet: journalctl -u kubelet)")
