@@ -14,7 +14,7 @@ from labkit import ui
 from labkit.errors import HostsFailed, OperationError
 from labkit.facts import cluster as cluster_facts
 from labkit.facts.containerd import ContainerdConfig, ContainerdVersion, HostsToml
-from labkit.facts.docker import DaemonJson, DockerInfo, DockerUnit, SysconfigDocker
+from labkit.facts.docker import DaemonJson, DefaultDocker, DockerInfo, DockerUnit, SysconfigDocker
 from labkit.facts.kube import KubectlVersionFact, Nodes
 from labkit.facts.nfs import Exports, GaneshaConf, LiveExports, NfsdAvailable, Showmount
 from labkit.facts.os import AptIndex, DirExists, InstalledPackages, OsRelease, Which
@@ -97,9 +97,10 @@ def registry_steps(inv) -> dict[str, list[Step]]:
         if h.runtime == "docker" or h.name == inv.registry_host.name:
             steps[h.name].append(Step(
                 "docker trusts registry",
-                {"daemon_json": DaemonJson(), "unit": DockerUnit(), "sysconfig": SysconfigDocker()},
+                {"daemon_json": DaemonJson(), "unit": DockerUnit(), "sysconfig": SysconfigDocker(),
+                 "default": DefaultDocker()},
                 lambda f: docker_ops.docker_trust(registry=address, daemon_json=f["daemon_json"],
-                                                  unit=f["unit"], sysconfig=f["sysconfig"]),
+                                                  unit=f["unit"], sysconfig=f["sysconfig"], default=f["default"]),
             ))
         if h.runtime == "containerd":
             steps[h.name].append(Step(

@@ -8,7 +8,8 @@ from labkit.facts.base import Fact, FactResult
 from labkit.facts.os import ABSENT_EXIT, FileContent
 
 DAEMON_JSON = "/etc/docker/daemon.json"
-SYSCONFIG_DOCKER = "/etc/sysconfig/docker"
+SYSCONFIG_DOCKER = "/etc/sysconfig/docker"   # RHEL's docker package: OPTIONS=
+DEFAULT_DOCKER = "/etc/default/docker"       # Debian's docker.io unit reads it: $DOCKER_OPTS
 INSECURE_FLAG = "--insecure-registry"
 
 
@@ -156,12 +157,13 @@ class DockerUnit(Fact):
         return info
 
 
-def parse_sysconfig_options(text: str) -> dict:
-    """/etc/sysconfig/docker (RHEL's docker package) -> OPTIONS args and their insecure flags."""
+def parse_sysconfig_options(text: str, variable: str = "OPTIONS") -> dict:
+    """An environment file of dockerd's unit (/etc/sysconfig/docker's OPTIONS, /etc/default/docker's
+    DOCKER_OPTS) -> that variable's args and their insecure flags."""
     options_line, args = None, []
     for line in text.splitlines():
         s = line.strip()
-        if s.startswith("OPTIONS="):
+        if s.startswith(f"{variable}="):
             options_line = line
             raw = s.split("=", 1)[1]
             try:
@@ -173,12 +175,26 @@ def parse_sysconfig_options(text: str) -> dict:
 
 
 class SysconfigDocker(FileContent):
+    """/etc/sysconfig/docker's OPTIONS -> {"exists", "path", "raw", "options_line", "args", "insecure_registries"}."""
+
+    variable = "OPTIONS"
+
     def __init__(self, path: str = SYSCONFIG_DOCKER):
         super().__init__(path)
 
     def process(self, result: FactResult) -> dict:
         if result.exited == ABSENT_EXIT:
-            return {"exists": False, "raw": None, "options_line": None, "args": [], "insecure_registries": []}
-        info = parse_sysconfig_options(result.stdout)
-        info.update(exists=True, raw=result.stdout)
+            return {"exists": False, "path": self.path, "raw": None, "options_line": None, "args": [],
+                    "insecure_registries": []}
+        info = parse_sysconfig_options(result.stdout, self.variable)
+        info.update(exists=True, path=self.path, raw=result.stdout)
         return info
+
+
+class DefaultDocker(SysconfigDocker):
+    """/etc/default/docker's DOCKER_OPTS (Debian's docker.io unit: ExecStart=... $DOCKER_OPTS)."""
+
+    variable = "DOCKER_OPTS"
+
+    def __init__(self, path: str = DEFAULT_DOCKER):
+        super().__init__(path)

@@ -29,7 +29,7 @@ from labkit.facts.cluster import (ADMIN_CONF, CNI_CONFLIST, INIT_LOG, JOIN_LOG, 
 from labkit.facts.containerd import CONFIG_TOML, lookup, table_name
 from labkit.operations import containerd
 from labkit.operations.base import Command, PutFile
-from labkit.operations.containerd import RESTART
+from labkit.operations.containerd import restart as restart_containerd
 
 API_PORT = 6443
 CRI_SOCKET = "unix:///run/containerd/containerd.sock"
@@ -326,7 +326,7 @@ def containerd_for_kubelet(*, config: dict) -> Iterator[Command | PutFile]:
                       description="containerd's default config.toml")
         yield Command(f"sed -i 's/SystemdCgroup = false/SystemdCgroup = true/' {CONFIG_TOML}",
                       description="runc with SystemdCgroup = true")
-        yield RESTART
+        yield restart_containerd(config_existed=False)
         return
     version = config["version"]
     if version not in RUNC_TABLE:
@@ -352,7 +352,7 @@ def containerd_for_kubelet(*, config: dict) -> Iterator[Command | PutFile]:
                          .get("disabled_plugins") or []):
         raise OperationError(f"could not edit {CONFIG_TOML} by key; {fix} by hand and run again")
     yield PutFile(CONFIG_TOML, new, description="containerd: CRI on, runc with SystemdCgroup = true")
-    yield RESTART
+    yield restart_containerd(config_existed=True)
 
 
 def prepare_host(*, host: str, control_plane: bool, family: str, versions: Versions, swaps: list[str],

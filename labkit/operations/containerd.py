@@ -22,8 +22,11 @@ from tomlkit.items import String, StringType, Table
 from labkit.errors import OperationError
 from labkit.facts.containerd import CERTS_D, CONFIG_TOML, REGISTRY_TABLE, hosts_toml_path, lookup, table_name
 from labkit.operations.base import Command, PutFile
+from labkit.operations.service import restart_or_roll_back
 
-RESTART = Command("systemctl restart containerd", description="restart containerd (config.toml changed)")
+def restart(config_existed: bool) -> Command:
+    """Restart containerd after a config.toml change; put the old file back if it does not start."""
+    return restart_or_roll_back("containerd", [(CONFIG_TOML, config_existed)])
 
 
 # ---- config.toml by key ----------------------------------------------------------------------------
@@ -212,4 +215,4 @@ def containerd_trust(*, registry: str, config: dict, major: int | None,
     if hosts != wanted:
         yield PutFile(hosts_toml_path(registry), wanted, description=f"trust http://{registry}")
     if new != raw:
-        yield RESTART
+        yield restart(config["exists"])

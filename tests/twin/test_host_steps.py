@@ -157,6 +157,67 @@ def test_setup_registry_again_changes_nothing(lab, inv):
     assert snapshot(lab) == before
 
 
+def test_the_flag_in_a_late_override_and_in_docker_opts_is_repaired_and_docker_runs(lab, inv):
+    # node02: the issue's example, an override.conf that sorts after the drop-in an older labkit
+    # wrote (labkit-insecure-registry.conf), and Debian's /etc/default/docker DOCKER_OPTS (its unit
+    # runs dockerd ... $DOCKER_OPTS).
+    reg = inv.registry_address
+    unit = parse_systemctl_cat(sh(lab, "node02", "systemctl cat docker.service"))
+    base = unit["exec_start"].replace(f" --insecure-registry {reg}", "")
+    # (daemon.json without the key: dockerd refuses a flag beside it, so that is how such a host runs)
+    sh(lab, "node02", "python3 -c \"import json; p = '/etc/docker/daemon.json'; d = json.load(open(p)); "
+                      "d.pop('insecure-registries', None); json.dump(d, open(p, 'w'))\" && "
+                      "cd /etc/systemd/system/docker.service.d && "
+                      "mv zz-labkit-insecure-registry.conf labkit-insecure-registry.conf && "
+                      "printf '%s\\n' '[Service]' 'ExecStart=' "
+                      f"'ExecStart={base} --insecure-registry 10.1.2.3:5000' > override.conf && "
+                      "printf 'DOCKER_OPTS=\"--insecure-registry 10.4.5.6:5000\"\\n' >> /etc/default/docker && "
+                      "systemctl daemon-reload && systemctl restart docker && systemctl is-active docker")
+    result = flows.setup_registry(inv)
+    assert "node02" in result.report.changed_hosts
+    assert sh(lab, "node02", "systemctl is-active docker").strip() == "active"
+    effective = parse_systemctl_cat(sh(lab, "node02", "systemctl cat docker.service"))
+    assert effective["exec_start_file"].endswith("/zz-labkit-insecure-registry.conf")
+    assert "--insecure-registry" not in effective["exec_start"]
+    assert "--insecure-registry" not in sh(lab, "node02", "grep DOCKER_OPTS= /etc/default/docker")
+    import json
+    daemon = json.loads(sh(lab, "node02", "cat /etc/docker/daemon.json"))
+    assert {reg, "10.1.2.3:5000", "10.4.5.6:5000"} <= set(daemon["insecure-registries"])
+    info = json.loads(sh(lab, "node02", "docker info --format '{{json .RegistryConfig.IndexConfigs}}'"))
+    assert all(info[r]["Secure"] is False for r in (reg, "10.1.2.3:5000", "10.4.5.6:5000"))
+    assert flows.setup_registry(inv).report.changed_hosts == []  # and a re-run changes nothing
+
+
+def test_a_runtime_that_does_not_start_with_the_change_gets_its_old_files_back(lab, inv):
+    # node01: the flag in a drop-in that sorts after labkit's own (zz-...), and no insecure-registries
+    # in daemon.json: docker runs. labkit's repair cannot win over that drop-in, so dockerd refuses
+    # the flag beside daemon.json's new key: labkit must put daemon.json back, remove its drop-in,
+    # start docker again and say dockerd's own reason.
+    reg = inv.registry_address
+    exec_start = parse_systemctl_cat(sh(lab, "node01", "systemctl cat docker.service"))["exec_start"]
+    late = "/etc/systemd/system/docker.service.d/zzz-late.conf"
+    sh(lab, "node01", "python3 -c \"import json; p = '/etc/docker/daemon.json'; d = json.load(open(p)); "
+                      "d.pop('insecure-registries', None); json.dump(d, open(p, 'w'))\" && "
+                      f"mkdir -p {late.rsplit('/', 1)[0]} && "
+                      f"printf '%s\\n' '[Service]' 'ExecStart=' 'ExecStart={exec_start} --insecure-registry {reg}' "
+                      f"> {late} && systemctl daemon-reload && systemctl restart docker")
+    looks = "cat /etc/docker/daemon.json; ls /etc/systemd/system/docker.service.d/; systemctl is-active docker"
+    before = sh(lab, "node01", looks)
+    assert before.strip().endswith("active")
+    try:
+        with pytest.raises(HostsFailed) as exc:
+            flows.setup_registry(inv)
+        msg = " ".join(str(exc.value).split())
+        assert "node01" in msg and "docker did not start with labkit's change, so the previous files are back " \
+               "(docker is active now)" in msg, msg
+        assert "specified both as a flag and in the configuration file" in msg, msg
+        assert sh(lab, "node01", looks) == before
+    finally:
+        sh(lab, "node01", f"rm -f {late} && systemctl daemon-reload && systemctl restart docker")
+    flows.setup_registry(inv)  # without the late drop-in, the repair goes through
+    assert sh(lab, "node01", "systemctl is-active docker").strip() == "active"
+
+
 # ------------------------------------------------------------------ setup-nfs
 
 
