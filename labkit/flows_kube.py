@@ -8,6 +8,7 @@ The number of SSH commands does not grow with the replica count.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -15,11 +16,12 @@ from typing import Any
 
 from labkit import content, expected, manifests, ui
 from labkit import verify as verify_mod
-from labkit.errors import HostError, LabkitError, OperationError
+from labkit.errors import HostError, HostsFailed, LabkitError, OperationError
 from labkit.facts import kube as kf
 from labkit.operations import kube as kube_ops
+from labkit.operations.base import Command
 from labkit.remote import HostConnection, close_all, command_counts, connect
-from labkit.runner import RunReport, Step, gather, run
+from labkit.runner import RunReport, Step, describe, gather, run
 
 DEFAULT_TIMEOUT = 600
 
@@ -40,19 +42,50 @@ def _names(inv):
     return k.namespace, k.statefulset.name, f"{k.statefulset.claim_template}-{k.statefulset.name}-"
 
 
-def _wait(host: HostConnection, command, timeout: int, inv=None) -> str:
-    """Run a rollout wait; when it fails, say why: the pods and claims that block it, each with
-    its latest event and the fix (``facts.kube.WaitBlockers``, one more kubectl command)."""
-    ui.line(host.name, "wait", "running", command.description)
-    res = host.run(command.command, sudo=command.sudo, timeout=timeout + 30, check=False)
-    last = (res.stdout.strip() or res.stderr.strip()).splitlines()
-    if res.exited != 0:
-        why = _blockers(host, inv) if inv is not None else []
-        raise HostError(host.name, f"{command.description} failed (exit {res.exited}): "
-                                   f"{' | '.join(last[-3:]) or 'no output'}"
-                        + "".join(f"\n  {line}" for line in why))
-    ui.line(host.name, "wait", "ok", last[-1] if last else "")
-    return res.stdout
+POLL_SECONDS = 2.0
+BLOCKERS_EVERY = 10.0  # seconds between reads of what blocks a rollout (one more kubectl command)
+
+
+def _wait(host: HostConnection, inv, kind: str, name: str, timeout: int) -> None:
+    """Wait for a rollout as ``kubectl rollout status`` would, but polling: ready/desired as it goes,
+    the reason each pod or claim is stuck (``facts.kube.WaitBlockers``), and an early failure naming
+    the reason and the fix when a known blocker stays unchanged for ``kubernetes.stuck_after``
+    seconds. ``timeout`` stays the upper bound."""
+    ns = inv.kubernetes.namespace
+    what, after = f"{kind}/{name}", inv.kubernetes.stuck_after
+    fact = kf.RolloutFact(kind, name, ns)
+    start = last_look = time.monotonic()
+    first_seen: dict[tuple, float] = {}
+    why = ""
+    with ui.waiting(host.name, f"wait for {what}") as progress:
+        while True:
+            state = gather(host, {"r": fact})["r"]
+            if state is not None and state.done:
+                break
+            now = time.monotonic()
+            if now - last_look >= BLOCKERS_EVERY or now - start > timeout:
+                last_look = now
+                blockers = _read_blockers(host, inv)
+                why = "; ".join(kf.describe_blockers(blockers))
+                stuck = kf.stuck(blockers, first_seen, now, after)
+                if stuck:
+                    raise HostError(host.name, f"{what} is stuck: the same cause for {after}s"
+                                    + "".join(f"\n  {line}" for line in kf.describe_blockers(stuck)))
+                if now - start > timeout:
+                    raise HostError(host.name, f"{what} did not roll out in {timeout}s"
+                                    + "".join(f"\n  {line}" for line in kf.describe_blockers(blockers)
+                                              or ["(no pod or claim reports a reason yet)"]))
+            progress.update(state.ready if state else 0, state.desired if state else 0, why)
+            time.sleep(POLL_SECONDS)
+    ui.line(host.name, "wait", "ok", f"{what}: {state.ready}/{state.desired} ready")
+
+
+def _read_blockers(host: HostConnection, inv) -> list:
+    ns, name, prefix = _names(inv)
+    try:
+        return gather(host, {"b": kf.WaitBlockers(ns, (f"{name}-", f"{manifests.PROVISIONER_SA}-"), prefix)})["b"]
+    except LabkitError:  # the wait goes on; what blocks it is only the why
+        return []
 
 
 def _wait_for_exact_pods(host: HostConnection, inv, replicas: int, timeout: int) -> dict:
@@ -68,20 +101,11 @@ def _wait_for_exact_pods(host: HostConnection, inv, replicas: int, timeout: int)
         if time.monotonic() > deadline:
             raise HostError(host.name, f"the StatefulSet does not have exactly {replicas} Ready pod(s) after "
                                        f"{timeout}s: {'; '.join(waiting)}"
-                            + "".join(f"\n  {line}" for line in _blockers(host, inv)))
+                            + "".join(f"\n  {line}" for line in kf.describe_blockers(_read_blockers(host, inv))))
         time.sleep(1)
         facts = gather_state(inv, host)
         waiting = kf.pods_not_yet_matching(facts["pods"], replicas)
     return facts
-
-
-def _blockers(host: HostConnection, inv) -> list[str]:
-    ns, name, prefix = _names(inv)
-    try:
-        found = gather(host, {"b": kf.WaitBlockers(ns, (f"{name}-", f"{manifests.PROVISIONER_SA}-"), prefix)})
-    except LabkitError as exc:  # the wait's own failure is the news; this is only the why
-        return [f"(could not read why: {exc})"]
-    return kf.describe_blockers(found["b"]) or ["(no pod or claim reports a reason yet)"]
 
 
 def _run_on_control_plane(cp: HostConnection, step: Step, title: str, plan: bool) -> RunReport:
@@ -163,9 +187,33 @@ def content_step(inv, hosts: dict[str, HostConnection], *, only_rolled: bool = F
 # ------------------------------------------------------------------ deploy
 
 
+def _failed_once(exc: HostsFailed, host: str, step: Step, changes: list, ns: str, task: str) -> LabkitError:
+    """A kubectl command of ``step`` that failed on ``host``, said once: ``kubectl apply failed:
+    Error from server (NotFound): namespaces "lab" not found: <what to do>`` (``kube_ops.kubectl_failure``;
+    the HostError names the host). The runner said ``<step>: <change>: command exited N: <command>:
+    <output lines, ' | '>``; any other failure (the upload, SSH, a planner's refusal) stays as it said."""
+    detail = exc.failures.get(host)
+    if detail is None or len(exc.failures) != 1:
+        return exc
+    for change in changes:
+        head = f"{step.name}: {describe(change)}: "
+        if not isinstance(change, Command) or not detail.startswith(head):
+            continue
+        said = detail[len(head):]
+        if not re.match(r"(command )?exit(ed)? \d+: ", said):  # kubectl did not run to its end
+            return exc
+        cmd = change.command[:200]
+        at = said.find(f": {cmd}: ")
+        said = said[at + len(cmd) + 4:] if at >= 0 else re.sub(r"^(command )?exit(ed)? \d+: ", "", said)
+        lines = [ln for part in said.split(" | ") for ln in part.splitlines()]
+        return HostError(host, kube_ops.kubectl_failure(change, lines, ns, task))
+    return exc
+
+
 def deploy(inv, *, plan: bool = False, timeout: int = DEFAULT_TIMEOUT, rewrite_content: bool = False) -> KubeResult:
-    """Apply the manifests (only what is missing or drifted), wait for the rollouts, and give every
-    replica without an index.html its version's content.
+    """Create kubernetes.namespace when it is missing (labelled as labkit's), apply the manifests
+    (only what is missing or drifted), wait for the rollouts, and give every replica without an
+    index.html its version's content.
 
     Existing content is kept (after a teardown without --purge the old volumes come back serving
     what they served); ``rewrite_content`` rewrites every directory to the expected version.
@@ -175,20 +223,26 @@ def deploy(inv, *, plan: bool = False, timeout: int = DEFAULT_TIMEOUT, rewrite_c
     try:
         cp = hosts[inv.control_plane.name]
         seen: dict[str, Any] = {}
+        changes: list = []
 
         def plan_fn(f):
             seen["sts"] = f["sts"]
-            return kube_ops.apply_manifests(_render_live(inv, f["sts"]), f["objects"])
+            changes[:] = kube_ops.deploy(manifests.render_namespace(inv), f["namespace"],
+                                         _render_live(inv, f["sts"]), f["objects"])
+            return changes
 
-        step = Step("manifests", {"objects": kf.Objects(manifests.render(inv)), "sts": kf.StatefulSetFact(ns, name)},
-                    plan_fn)
-        report = _run_on_control_plane(cp, step, "deploy", plan)
+        step = Step("manifests", {"namespace": kf.NamespaceFact(ns), "objects": kf.Objects(manifests.render(inv)),
+                                  "sts": kf.StatefulSetFact(ns, name)}, plan_fn)
+        try:
+            report = _run_on_control_plane(cp, step, "deploy", plan)
+        except HostsFailed as exc:
+            raise _failed_once(exc, cp.name, step, changes, ns, "deploy") from None
         # the live StatefulSet as deploy found it (None: deploy creates it), for `up --plan`
         result = KubeResult(report, {"sts": seen.get("sts")}, hosts=hosts)
         if plan:
             return result
-        _wait(cp, kube_ops.rollout_status("deployment", manifests.PROVISIONER_SA, ns, timeout), timeout, inv)
-        _wait(cp, kube_ops.rollout_status("statefulset", name, ns, timeout), timeout, inv)
+        _wait(cp, inv, "deployment", manifests.PROVISIONER_SA, timeout)
+        _wait(cp, inv, "statefulset", name, timeout)
         result.details["content"] = content_step(inv, hosts, if_missing=not rewrite_content, title="content")
         return result
     finally:
@@ -226,7 +280,7 @@ def scale(inv, *, replicas: int | None = None, image_tag: str | None = None, par
         result = KubeResult(report, hosts=hosts)
         if plan:
             return result
-        _wait(cp, kube_ops.rollout_status("statefulset", name, ns, timeout), timeout, inv)
+        _wait(cp, inv, "statefulset", name, timeout)
         after = _wait_for_exact_pods(cp, inv, replicas, timeout)
         pv_by = {v.name: v for v in after["pvs"]}
         new = [c for c in after["pvcs"] if c.name not in before.get("pvcs", set())]
@@ -348,7 +402,9 @@ def status(inv) -> dict:
 
 
 def teardown(inv, *, purge: bool = False, yes: bool = False, plan: bool = False) -> KubeResult:
-    """Remove the workload; keep PVCs, PVs and NFS data unless ``purge`` (which needs ``yes``)."""
+    """Remove the workload; keep PVCs, PVs and NFS data unless ``purge`` (which needs ``yes``).
+    ``purge`` deletes the namespace last, only when labkit created it (its label); it says so when
+    it keeps one (``default``, or one an admin made)."""
     if purge and not yes and not plan:
         raise OperationError("--purge deletes every PVC, PV and the NFS data of the StatefulSet: "
                              "add --yes to confirm (or --plan to see what would go)")
@@ -358,6 +414,8 @@ def teardown(inv, *, purge: bool = False, yes: bool = False, plan: bool = False)
     try:
         cp = hosts[inv.control_plane.name]
         dirs: list[str] = []
+        changes: list = []
+        kept: list[str] = []
 
         def plan_fn(f):
             if purge:
@@ -365,12 +423,21 @@ def teardown(inv, *, purge: bool = False, yes: bool = False, plan: bool = False)
                 for v in f["pvs"]:
                     if v.claim_namespace == ns and v.claim_name in claimed and v.nfs_path:
                         dirs.append(content.local_directory(v, inv.nfs.export, inv.nfs_server.address))
-            return kube_ops.teardown(objs, f["objects"], f["pvcs"], f["pvs"], purge=purge, namespace=ns)
+                kept[:] = [why for why in [kube_ops.namespace_kept(ns, f["namespace"])] if why]
+            changes[:] = kube_ops.teardown(objs, f["objects"], f["pvcs"], f["pvs"], purge=purge, namespace=ns,
+                                           live_namespace=f["namespace"])
+            return changes
 
         step = Step("teardown" + (" --purge" if purge else ""),
-                    {"objects": kf.Objects(objs), "pvcs": kf.PVCs(ns, prefix), "pvs": kf.PVs()}, plan_fn)
-        report = _run_on_control_plane(cp, step, "teardown", plan)
-        result = KubeResult(report, {"directories": dirs}, hosts)
+                    {"objects": kf.Objects(objs), "pvcs": kf.PVCs(ns, prefix), "pvs": kf.PVs(),
+                     "namespace": kf.NamespaceFact(ns)}, plan_fn)
+        try:
+            report = _run_on_control_plane(cp, step, "teardown", plan)
+        except HostsFailed as exc:
+            raise _failed_once(exc, cp.name, step, changes, ns, "teardown") from None
+        for why in kept:  # part of the purge plan: what it leaves, and why
+            ui.line(cp.name, f"namespace {ns}", "kept", why)
+        result = KubeResult(report, {"directories": dirs, "namespace_kept": bool(kept)}, hosts)
         if purge and dirs:
             server = hosts[inv.nfs_server.name]
             if plan:

@@ -17,7 +17,13 @@ from .inventory import Inventory
 MANIFEST_DIR = Path(__file__).resolve().parent.parent / "manifests"
 # Applied in this order: RBAC before the provisioner that uses it, the class before the claims.
 TEMPLATES = ("provisioner-rbac.yaml.j2", "provisioner.yaml.j2", "storageclass.yaml.j2", "web.yaml.j2")
+# Not among TEMPLATES: the namespace is created only when missing, never applied over an existing one
+# (an admin's namespace, or `default`, must not get labkit's label), and deleted only when labkit made it.
+NAMESPACE_TEMPLATE = "namespace.yaml.j2"
 PROVISIONER_SA = "nfs-client-provisioner"
+# labkit's mark on the namespace it creates: only a namespace carrying it goes with `teardown --purge`.
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGER = "labkit"
 
 
 def _env(directory: Path) -> jinja2.Environment:
@@ -86,3 +92,15 @@ def render_yaml(inv: Inventory, replicas=None, image_tag=None, partition=None,
     """One multi-document YAML text of all objects (what gets uploaded and applied)."""
     return yaml.safe_dump_all(render(inv, replicas, image_tag, partition, directory), sort_keys=False)
 
+
+def render_namespace(inv: Inventory, directory: Path = MANIFEST_DIR) -> dict:
+    """The Namespace object of ``kubernetes.namespace`` with labkit's label (what deploy creates
+    when the namespace is missing)."""
+    text = _env(directory).get_template(NAMESPACE_TEMPLATE).render(
+        namespace=inv.kubernetes.namespace, managed_by_label=MANAGED_BY_LABEL, manager=MANAGER)
+    return yaml.safe_load(text)
+
+
+def made_by_labkit(labels: dict | None) -> bool:
+    """A namespace's labels say labkit created it."""
+    return (labels or {}).get(MANAGED_BY_LABEL) == MANAGER

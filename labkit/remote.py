@@ -316,7 +316,9 @@ def install_command(tmp: str, path: str, *, mode: int = 0o644, backup_suffix: st
 
 
 def command_failure(result: RunResult) -> str:
-    detail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-5:]
+    # Each distinct line once: kubectl prints the same error for every object it could not create.
+    lines = [ln for ln in (result.stderr.strip() or result.stdout.strip()).splitlines() if ln.strip()]
+    detail = list(dict.fromkeys(lines))[-5:]
     text = " | ".join(detail) if detail else "no output"
     return f"command exited {result.exited}: {result.command[:200]}: {text}"
 

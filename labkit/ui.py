@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from typing import Iterable, Iterator
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 console = Console(highlight=False)
@@ -76,6 +77,34 @@ def host_progress(hosts: Iterable[str], phase: str) -> Iterator[HostProgress]:
     with progress:
         tasks = {h: progress.add_task(f"{escape(h)}: {escape(phase)}", total=1) for h in hosts}
         yield HostProgress(progress, tasks, phase)
+
+
+class Waiting:
+    """A wait's progress: a bar of ready/desired on a terminal, else a plain line every ``every`` seconds."""
+
+    def __init__(self, host: str, what: str, progress: Progress | None, task: int | None, every: float):
+        self.host, self.what, self._progress, self._task, self._every = host, what, progress, task, every
+        self._last = 0.0
+
+    def update(self, ready: int, desired: int, why: str = "") -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, completed=ready, total=max(desired, 1),
+                                  description=f"{escape(self.host)}: {escape(self.what)}"
+                                              + (f" [dim]({escape(why)})[/dim]" if why else ""))
+        elif time.monotonic() - self._last >= self._every:
+            self._last = time.monotonic()
+            line(self.host, "wait", f"{ready}/{desired} ready", f"{self.what}" + (f"; {why}" if why else ""))
+
+
+@contextlib.contextmanager
+def waiting(host: str, what: str, every: float = 10.0) -> Iterator[Waiting]:
+    if not is_tty():
+        yield Waiting(host, what, None, None, every)
+        return
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=console, transient=True)
+    with progress:
+        yield Waiting(host, what, progress, progress.add_task(f"{escape(host)}: {escape(what)}", total=None), every)
 
 
 def table(title: str, columns: list[str], rows: list[list[str]], status_column: int | None = None) -> None:

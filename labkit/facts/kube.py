@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from labkit.errors import OperationError
 from labkit.facts.base import Fact, FactResult
@@ -396,6 +396,37 @@ class Objects(KubectlFact):
         return out
 
 
+# ---- namespace -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Namespace:
+    name: str
+    phase: str | None                          # Active, Terminating
+    labels: dict = field(default_factory=dict)  # labkit's own carries app.kubernetes.io/managed-by: labkit
+    deleting: bool = False                     # metadata.deletionTimestamp is set
+
+
+class NamespaceFact(KubectlFact):
+    """The namespace ``name``, or None when it does not exist (``--ignore-not-found``: empty output)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def build(self) -> str:
+        return f"{KUBECTL} get namespace {_q(self.name)} -o json --ignore-not-found"
+
+    def process(self, result: FactResult) -> Namespace | None:
+        items = _items(_json(result, "namespace"))
+        if not items:
+            return None
+        obj = items[0]
+        if obj.get("kind") != "Namespace":
+            raise OperationError(f"kubectl get namespace {self.name} returned a {obj.get('kind')!r}, not a Namespace")
+        meta, status = obj.get("metadata") or {}, obj.get("status") or {}
+        return Namespace(name=meta.get("name"), phase=status.get("phase"), labels=dict(meta.get("labels") or {}),
+                         deleting=bool(meta.get("deletionTimestamp")) or status.get("phase") == "Terminating")
+
+
 # ---- why a rollout does not finish ---------------------------------------------
 
 @dataclass(frozen=True)
@@ -524,3 +555,68 @@ def describe_blockers(blockers: list[Blocker]) -> list[str]:
             line += f" -> {fix}"
         lines.append(line)
     return lines
+
+
+# ---- rollout progress ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """Where a Deployment's or StatefulSet's rollout stands; ``done`` as ``kubectl rollout status``
+    decides it (its status viewers), so labkit can poll it and say ready/desired meanwhile."""
+    kind: str
+    name: str
+    desired: int
+    ready: int
+    done: bool
+
+
+def rollout_of(obj: dict) -> Rollout:
+    kind, meta = obj.get("kind", ""), obj.get("metadata") or {}
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    desired = spec.get("replicas", 1)
+    if kind == "StatefulSet":
+        sts = parse_statefulset(obj)
+        return Rollout("statefulset", sts.name, sts.replicas, sts.ready_replicas, sts.settled)
+    if kind != "Deployment":
+        raise OperationError(f"a rollout is a Deployment's or a StatefulSet's, not a {kind or 'nameless'} object's")
+    updated = status.get("updatedReplicas") or 0
+    done = ((meta.get("generation") or 0) <= (status.get("observedGeneration") or 0)
+            and updated >= desired
+            and (status.get("replicas") or 0) <= updated          # no old replicas left
+            and (status.get("availableReplicas") or 0) >= updated)
+    return Rollout("deployment", meta.get("name", ""), desired, status.get("readyReplicas") or 0, done)
+
+
+class RolloutFact(KubectlFact):
+    """``kubectl get <kind>/<name>`` -> ``Rollout``; None while the object does not exist yet."""
+
+    ok_exit_codes = (0, 1)
+
+    def __init__(self, kind: str, name: str, namespace: str):
+        if kind not in ("deployment", "statefulset"):
+            raise OperationError(f"a rollout is a deployment's or a statefulset's, not a {kind}'s")
+        self.kind, self.name, self.namespace = kind, name, namespace
+
+    def build(self) -> str:
+        return f"{KUBECTL} get {_q(self.kind + '/' + self.name)} -n {_q(self.namespace)} -o json"
+
+    def process(self, result: FactResult) -> Rollout | None:
+        if result.exited != 0:
+            if "NotFound" in result.stderr:
+                return None
+            raise OperationError(f"kubectl get {self.kind}/{self.name} failed: "
+                                 f"{(result.stderr.strip() or 'no output').splitlines()[-1]}")
+        return rollout_of(_json(result, self.kind))
+
+
+def stuck(blockers: list[Blocker], first_seen: dict[tuple, float], now: float, after: float) -> list[Blocker]:
+    """Blockers with a known cause (one labkit has a fix for) seen unchanged for ``after`` seconds.
+    ``first_seen`` (blocker key -> time) is updated in place: what went away is forgotten."""
+    keys = {(b.kind, b.name, b.reason): b for b in blockers if b.fix}
+    for key in list(first_seen):
+        if key not in keys:
+            del first_seen[key]
+    for key in keys:
+        first_seen.setdefault(key, now)
+    return [b for key, b in keys.items() if now - first_seen[key] >= after]

@@ -168,8 +168,12 @@ def test_rollout_top_down_stopping_at_the_partition(t):
 def test_rollout_status_text(t):
     out = t.kubectl(f"rollout status statefulset/{STS} -n {NS} --timeout=60s")
     assert out.strip().splitlines()[-1] == "partitioned roll out complete: 6 new pods have been updated..."
-    sts = t.kubectl_json(f"get statefulset {STS} -n {NS}")["status"]
+    obj = t.kubectl_json(f"get statefulset {STS} -n {NS}")
+    sts = obj["status"]
     assert (sts["updatedReplicas"], sts["currentReplicas"], sts["readyReplicas"]) == (6, 4, 10)
+    # labkit's polling wait decides "done" as kubectl's status viewer does, on the same object
+    from labkit.facts.kube import rollout_of
+    assert rollout_of(obj).done and (rollout_of(obj).ready, rollout_of(obj).desired) == (10, 10)
 
 
 def test_scale_down_in_reverse_order(t):

@@ -29,13 +29,18 @@ def out(name):
     p = os.path.join(d, name)
     sys.stdout.write(open(p).read() if os.path.exists(p) else "")
 if args[0] == "get":
-    what = args[1]
+    what = args[1].split("/")[0]
     out({"pods": "pods.json", "pvc": "pvc.json", "pv": "pv.json", "statefulset": "sts.json",
-         "nodes": "nodes.json"}.get(what, "objects.json"))
+         "nodes": "nodes.json", "deployment": "deployment.json",
+         "namespace": "namespace.json"}.get(what, "objects.json"))
 elif args[0] == "version":
     out("version.json")
 elif args[0] == "rollout":
     print("partitioned roll out complete: 6 new pods have been updated...")
+elif os.path.exists(os.path.join(d, args[0] + ".err")):  # this verb fails: <verb>.out, <verb>.err, exit 1
+    out(args[0] + ".out")
+    sys.stderr.write(open(os.path.join(d, args[0] + ".err")).read())
+    sys.exit(1)
 else:
     print("ok")
 '''
@@ -58,7 +63,8 @@ class FakeHost:
             r = RunResult(self.name, command, p.stdout, p.stderr, p.returncode)
         if check and r.exited not in tuple(ok_exit_codes):
             from labkit.errors import HostError
-            raise HostError(self.name, f"exit {r.exited}: {r.stderr}")
+            from labkit.remote import command_failure
+            raise HostError(self.name, command_failure(r))  # as HostConnection.run says it
         return r
 
     def put_text(self, path, content, *, mode=0o644, backup_suffix=".labkit.bak"):
@@ -85,7 +91,8 @@ def lab(tmp_path, monkeypatch):
     export.mkdir()
     # the recorded PVs, with their NFS paths under the temporary export
     for name, fname in (("pods-rolled-out", "pods.json"), ("pvc-bound", "pvc.json"),
-                        ("sts-rolled-out", "sts.json"), ("nodes", "nodes.json")):
+                        ("sts-rolled-out", "sts.json"), ("nodes", "nodes.json"),
+                        ("namespace-default", "namespace.json")):
         (kube_dir / fname).write_text(stdout_of(name))
     pv = json.loads(stdout_of("pv-bound"))
     for item in pv["items"]:
@@ -93,6 +100,11 @@ def lab(tmp_path, monkeypatch):
         if item["status"]["phase"] == "Bound":
             Path(item["spec"]["nfs"]["path"]).mkdir()
     (kube_dir / "pv.json").write_text(json.dumps(pv))
+    live = json.loads((ROOT / "tests" / "data" / "operations" / "kube" / "live-seed.json").read_text())
+    deployment = next(o for o in live["items"] if o["kind"] == "Deployment")
+    # recorded right after an apply (generation 2, observed 1); here the controller has caught up
+    deployment["status"]["observedGeneration"] = deployment["metadata"]["generation"]
+    (kube_dir / "deployment.json").write_text(json.dumps(deployment))
     # tests/data/facts/kube was recorded when the image was named web-httpd
     text = (ROOT / "hosts.yaml").read_text().replace("export: /nfsdata", f"export: {export}") \
         .replace("repository: ljz", "repository: web-httpd")
@@ -150,8 +162,9 @@ def test_deploy_applies_waits_and_writes_content(lab):
     flows_kube.deploy(lab["inv"])
     m = mutating(lab)
     assert m[0] == ["apply", "-f", "/var/lib/labkit/manifests.yaml"]
-    assert [c[:3] for c in m[1:]] == [["rollout", "status", "deployment/nfs-client-provisioner"],
-                                      ["rollout", "status", "statefulset/statefulset"]]
+    assert m[1:] == []  # the waits only read, in order: the provisioner, then the set
+    reads = [c[1] for c in calls(lab) if c[0] == "get" and c[1].startswith(("deployment/", "statefulset/"))]
+    assert reads == ["deployment/nfs-client-provisioner", "statefulset/statefulset"]
     files = sorted(lab["export"].rglob("index.html"))
     assert len(files) == 10  # the live set has 10 replicas: 0-3 v1, 4-9 v2
     assert sorted(f.read_text() for f in files) == ["Version: --v1\n"] * 4 + ["Version: --v2\n"] * 6
@@ -171,11 +184,12 @@ def test_redeploy_keeps_existing_content_unless_rewrite(lab):
 def test_scale_noop_when_already_scaled(lab):
     res = flows_kube.scale(lab["inv"])
     assert res.report.hosts["master"].plans[0].no_change
-    assert [c[0] for c in mutating(lab)] == ["rollout"]  # only the wait
+    assert mutating(lab) == []  # the wait only reads
     assert res.details["new_pvcs"] == []
     # replicas without content get theirs; none had any here
     assert len(res.details["content"]["written"]) == 10
-    # plan read, rollout wait, one read after it (the content step plans from it too), one write
+    # plan read, one read of the settled rollout, one read after it (the content step plans from it
+    # too), one write
     assert lab["hosts"]["master"].commands == 4
 
 
@@ -273,3 +287,124 @@ def test_scale_down_waits_until_the_top_pods_are_gone(lab):
     with pytest.raises(HostError, match=r"not have exactly 3 Ready pod\(s\) after 1s: 7 pod\(s\) above the 3 "
                                         r"asked still there \(3-9\)"):
         flows_kube.scale(lab["inv"], replicas=3, timeout=1)
+
+
+# ---- kubernetes.namespace other than default: created by deploy, deleted by purge only when labkit's
+
+NOT_FOUND = ('Error from server (NotFound): error when creating "/var/lib/labkit/manifests.yaml": '
+             'namespaces "lab" not found')
+
+
+def in_lab(lab, namespace_case):
+    """The lab's inventory with kubernetes.namespace lab, its recorded objects, claims and volumes moved
+    there (the provisioner names directories <ns>-<pvc>-<pv>), and the namespace as ``namespace_case``
+    (tests/data/facts/kube) says."""
+    for name in ("pods.json", "pvc.json", "pv.json", "sts.json", "objects.json"):
+        f = lab["kube"] / name
+        if f.exists():
+            f.write_text(f.read_text().replace('"namespace": "default"', '"namespace": "lab"')
+                         .replace("/default-test-statefulset-", "/lab-test-statefulset-"))
+    (lab["kube"] / "namespace.json").write_text(
+        stdout_of(namespace_case) if namespace_case != "namespace-absent" else "")
+    p = Path(lab["inv"].path)
+    lab_inv = p.with_name("lab.yaml")
+    lab_inv.write_text(p.read_text().replace("namespace: default", "namespace: lab"))
+    return inventory.load(lab_inv)
+
+
+def live_seed(namespace="default"):
+    text = (ROOT / "tests" / "data" / "operations" / "kube" / "live-seed.json").read_text()
+    return text.replace('"namespace": "default"', f'"namespace": "{namespace}"')
+
+
+def test_deploy_plan_creates_a_missing_namespace_first_and_changes_nothing(lab, capsys):
+    (lab["kube"] / "objects.json").write_text("")
+    inv = in_lab(lab, "namespace-absent")
+    res = flows_kube.deploy(inv, plan=True)
+    changes = res.report.hosts["master"].plans[0].changes
+    assert [type(c).__name__ for c in changes] == ["Command", "PutFile", "Command"]
+    assert changes[0].description == "create namespace lab (app.kubernetes.io/managed-by=labkit)"
+    assert "create namespace lab" in capsys.readouterr().out
+    assert mutating(lab) == [] and not any(s.startswith("PUT ") for s in lab["hosts"]["master"].sent)
+    # every read of deploy's plan asks in lab
+    reads = [c for c in calls(lab) if c[0] == "get"]
+    assert ["get", "namespace", "lab", "-o", "json", "--ignore-not-found"] in reads
+    assert all(c[c.index("-n") + 1] == "lab" for c in reads if "-n" in c)
+
+
+@pytest.mark.parametrize("case", ["namespace-lab-labkit", "namespace-lab-admin"])
+def test_deploy_into_an_existing_namespace_creates_none(lab, case):
+    (lab["kube"] / "objects.json").write_text("")
+    inv = in_lab(lab, case)
+    res = flows_kube.deploy(inv, plan=True)
+    changes = res.report.hosts["master"].plans[0].changes
+    assert [type(c).__name__ for c in changes] == ["PutFile", "Command"]  # the manifests only
+    assert not any("namespace" in c.description for c in changes)
+
+
+def test_deploy_apply_failure_says_it_once(lab, capsys):
+    (lab["kube"] / "objects.json").write_text("")
+    inv = in_lab(lab, "namespace-lab-labkit")  # there when planned, gone when applied
+    (lab["kube"] / "apply.out").write_text("clusterrole.rbac.authorization.k8s.io/nfs-client-provisioner-runner "
+                                           "created\nstorageclass.storage.k8s.io/test-sc created\n")
+    (lab["kube"] / "apply.err").write_text((NOT_FOUND + "\n") * 6)
+    with pytest.raises(HostError) as exc:
+        flows_kube.deploy(inv)
+    assert str(exc.value) == (
+        'master: kubectl apply failed: Error from server (NotFound): namespaces "lab" not found: the namespace lab '
+        "does not exist (deleted while deploy ran?): run `invoke deploy` again, it creates kubernetes.namespace first "
+        "when it is missing")
+    assert [c[0] for c in mutating(lab)] == ["apply"]  # no wait after a failed apply
+    # the runner's own lines: kubectl's error at most once in each, never the list of objects again
+    out = capsys.readouterr().out
+    assert all(line.count('namespaces "lab" not found') <= 1 for line in out.splitlines()), out
+    failed = [line for line in out.splitlines() if 'namespaces "lab" not found' in line]
+    assert failed and not any("ServiceAccount/" in line for line in failed), failed
+
+
+def test_deploy_create_namespace_failure_says_what_to_do(lab):
+    (lab["kube"] / "objects.json").write_text("")
+    inv = in_lab(lab, "namespace-absent")
+    (lab["kube"] / "create.err").write_text(
+        'Error from server (Forbidden): error when creating "STDIN": namespaces is forbidden: User "lab" cannot '
+        'create resource "namespaces" in API group "" at the cluster scope\n')
+    with pytest.raises(HostError, match=r'^master: kubectl create namespace lab failed: Error from server '
+                                        r'\(Forbidden\): namespaces is forbidden: .* or have a cluster admin '
+                                        r'create the namespace lab once$'):
+        flows_kube.deploy(inv)
+    assert [c[:3] for c in mutating(lab)] == [["create", "-f", "-"]]  # nothing applied after it
+
+
+def test_teardown_purge_plan_keeps_the_default_namespace_and_says_why(lab, capsys):
+    (lab["kube"] / "objects.json").write_text(live_seed())
+    res = flows_kube.teardown(lab["inv"], purge=True, plan=True)
+    descriptions = [c.description for c in res.report.hosts["master"].plans[0].changes]
+    assert len(descriptions) == 4 and not any("namespace" in d for d in descriptions)
+    out = " ".join(capsys.readouterr().out.split())
+    assert ("master namespace default: kept - namespace default stays: labkit did not create it (no "
+            "app.kubernetes.io/managed-by=labkit label), so teardown --purge never deletes it") in out
+    assert res.details["namespace_kept"] is True
+    assert mutating(lab) == []
+
+
+def test_teardown_purge_deletes_labkits_namespace_last(lab, capsys):
+    (lab["kube"] / "objects.json").write_text(live_seed("lab"))
+    inv = in_lab(lab, "namespace-lab-labkit")
+    res = flows_kube.teardown(inv, purge=True, yes=True)
+    deletes = mutating(lab)
+    assert [c[0] for c in deletes] == ["delete"] * 5
+    assert deletes[0][-4:] == ["-n", "lab", "--ignore-not-found", "--wait=true"]
+    assert deletes[1][1] == "pvc/test-statefulset-0" and deletes[1][-4:-2] == ["-n", "lab"]
+    assert deletes[2][1].startswith("pv/")  # the set's volumes were claimed in lab
+    assert deletes[-1] == ["delete", "namespace", "lab", "--ignore-not-found", "--wait=true", "--timeout=300s"]
+    assert res.details["namespace_kept"] is False and "kept" not in capsys.readouterr().out
+    # the NFS directories the provisioner named after lab
+    assert res.details["directories"] and all("/lab-test-statefulset-" in d for d in res.details["directories"])
+
+
+def test_teardown_without_purge_leaves_labkits_namespace(lab):
+    (lab["kube"] / "objects.json").write_text(live_seed("lab"))
+    inv = in_lab(lab, "namespace-lab-labkit")
+    flows_kube.teardown(inv)
+    assert mutating(lab) == [["delete", "statefulsets.apps/statefulset", "services/headless-svc", "-n", "lab",
+                              "--ignore-not-found", "--wait=true"]]

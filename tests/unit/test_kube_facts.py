@@ -29,7 +29,7 @@ def test_recorded_output(case):
 
 def test_enough_recorded_cases():
     kinds = {json.loads(c.read_text())["fact"] for c in CASES}
-    assert {"StatefulSetPods", "PVCs", "PVs", "StatefulSetFact", "Nodes", "KubectlVersionFact"} <= kinds
+    assert {"StatefulSetPods", "PVCs", "PVs", "StatefulSetFact", "Nodes", "KubectlVersionFact", "NamespaceFact"} <= kinds
 
 
 def test_names_are_quoted():
@@ -38,6 +38,13 @@ def test_names_are_quoted():
     assert kube.StatefulSetFact("a'b", "s").build() == \
         "kubectl get statefulset s -n 'a'\"'\"'b' -o json --ignore-not-found"
     assert kube.PVCs("n s").build() == "kubectl get pvc -n 'n s' -o json"
+
+
+def test_namespace_fact_quotes_and_refuses_another_kind():
+    assert kube.NamespaceFact("a b").build() == "kubectl get namespace 'a b' -o json --ignore-not-found"
+    other = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "lab"}}
+    with pytest.raises(OperationError, match="returned a 'ServiceAccount', not a Namespace"):
+        kube.NamespaceFact("lab").process(FactResult(json.dumps(other)))
 
 
 def test_statefulset_settled():
@@ -145,3 +152,43 @@ def test_pods_not_yet_matching_a_scale(replicas, waiting):
 def test_pods_not_yet_matching_names_pods_deleted_or_not_ready():
     pods = _recorded_pods("pods-old-cluster-mixed")  # -0 terminating, -2 in ImagePullBackOff
     assert kube.pods_not_yet_matching(pods, len(pods)) == ["pod(s) 0 being deleted", "pod(s) 2 not Ready"]
+
+
+LIVE = json.loads((ROOT / "tests" / "data" / "operations" / "kube" / "live-seed.json").read_text())["items"]
+
+
+def test_rollout_of_recorded_objects():
+    deployment = next(o for o in LIVE if o["kind"] == "Deployment")
+    sts = next(o for o in LIVE if o["kind"] == "StatefulSet")
+    # recorded right after an apply: generation 2 not yet observed (1), so not done, as kubectl says
+    assert kube.rollout_of(deployment) == kube.Rollout("deployment", "nfs-client-provisioner", 1, 1, False)
+    observed = {**deployment, "status": {**deployment["status"], "observedGeneration": 2}}
+    assert kube.rollout_of(observed).done
+    state = kube.rollout_of(sts)
+    assert (state.kind, state.name, state.done) == ("statefulset", "statefulset", kube.parse_statefulset(sts).settled)
+    with pytest.raises(OperationError, match="not a Service"):
+        kube.rollout_of(next(o for o in LIVE if o["kind"] == "Service"))
+
+
+def test_rollout_fact_not_found_is_none_and_other_errors_name_the_object():
+    fact = kube.RolloutFact("deployment", "nfs-client-provisioner", "lab ns")
+    assert fact.build() == "kubectl get deployment/nfs-client-provisioner -n 'lab ns' -o json"
+    # kubectl's own line for a missing object
+    assert fact.process(FactResult("", 'Error from server (NotFound): deployments.apps "nfs-client-provisioner" '
+                                       "not found\n", 1)) is None
+    with pytest.raises(OperationError, match="kubectl get deployment/nfs-client-provisioner failed: error: "
+                                             "You must be logged in"):
+        fact.process(FactResult("", "error: You must be logged in to the server (Unauthorized)\n", 1))
+
+
+def test_stuck_counts_only_known_causes_that_stay():
+    blockers = _blockers("blockers-nfs-server-stopped")
+    known = [b for b in blockers if b.fix]
+    assert known, "the recording has FailedMount/Unhealthy blockers with a fix"
+    seen: dict = {}
+    assert kube.stuck(blockers, seen, now=100.0, after=60) == []
+    assert kube.stuck(blockers, seen, now=159.0, after=60) == []
+    assert kube.stuck(blockers, seen, now=160.0, after=60) == known
+    # a blocker that went away is forgotten: it starts over when it comes back
+    assert kube.stuck([], seen, now=161.0, after=60) == [] and seen == {}
+    assert kube.stuck(blockers, seen, now=162.0, after=60) == []

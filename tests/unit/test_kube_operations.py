@@ -13,6 +13,7 @@ from labkit.facts import kube as kfacts
 from labkit.facts.base import FactResult
 from labkit.operations import kube
 from labkit.operations.base import Command, PutFile
+from labkit.remote import RunResult, command_failure
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "operations" / "kube"
@@ -20,10 +21,12 @@ FACTS = ROOT / "tests" / "data" / "facts" / "kube"
 CASES = sorted(p for p in DATA.glob("*.json") if p.name != "live-seed.json")
 
 
-def _recorded_inventory():
-    """hosts.yaml as it was when live-seed.json was recorded: the image was then named web-httpd."""
+def _recorded_inventory(namespace="default"):
+    """hosts.yaml as it was when live-seed.json was recorded: the image was then named web-httpd.
+    ``namespace``: the same lab in another kubernetes.namespace."""
     import tempfile
-    text = (ROOT / "hosts.yaml").read_text().replace("repository: ljz", "repository: web-httpd")
+    text = (ROOT / "hosts.yaml").read_text().replace("repository: ljz", "repository: web-httpd") \
+        .replace("namespace: default", f"namespace: {namespace}")
     path = Path(tempfile.mkdtemp()) / "hosts.yaml"
     path.write_text(text)
     return inventory.load(path)
@@ -32,10 +35,19 @@ def _recorded_inventory():
 INV = _recorded_inventory()
 
 
-def live_objects(name, remove=(), sets=()):
+def in_namespace(text: str, namespace: str) -> str:
+    """A recording of the seed's default namespace as the same lab in ``namespace`` would show it:
+    the objects' and claims' namespaces, and the provisioner's directory names (<ns>-<pvc>-<pv>)."""
+    if namespace == "default":
+        return text
+    return text.replace('"namespace": "default"', f'"namespace": "{namespace}"') \
+        .replace("/nfsdata/default-", f"/nfsdata/{namespace}-")
+
+
+def live_objects(name, remove=(), sets=(), inv=INV):
     if name is None:
         return {}
-    data = json.loads((DATA / name).read_text())
+    data = json.loads(in_namespace((DATA / name).read_text(), inv.kubernetes.namespace))
     for kind, path, value in sets:
         obj = next(o for o in data["items"] if o["kind"] == kind)
         *parents, last = path.split(".")
@@ -44,7 +56,14 @@ def live_objects(name, remove=(), sets=()):
         obj[int(last) if last.isdigit() else last] = value
     data["items"] = [o for o in data["items"] if o["kind"] not in remove]
     # through the real fact parser, as the runner would
-    return kfacts.Objects(manifests.render(INV)).process(FactResult(json.dumps(data)))
+    return kfacts.Objects(manifests.render(inv)).process(FactResult(json.dumps(data)))
+
+
+def recorded(fact, name, namespace="default"):
+    """A recorded fact (tests/data/facts/kube/<name>.json) through ``fact``'s parser."""
+    stdout = json.loads((FACTS / f"{name}.json").read_text())["stdout"]
+    return fact.process(FactResult(in_namespace(stdout if isinstance(stdout, str) else json.dumps(stdout, indent=4),
+                                                namespace)))
 
 
 def sts_fact(name):
@@ -68,6 +87,37 @@ def test_plan(case):
         objs = manifests.render(INV, **data["render"])
         current = live_objects(data["live"], data.get("remove", ()), data.get("set", ()))
         changes = list(kube.apply_manifests(objs, current))
+    elif data["op"] == "deploy":
+        ns = data["namespace"]
+        inv = _recorded_inventory(ns)
+        live_ns = recorded(kfacts.NamespaceFact(ns), data["live_namespace"])
+        plan = lambda: list(kube.deploy(manifests.render_namespace(inv), live_ns,
+                                        manifests.render(inv, **data["render"]), live_objects(data["live"], inv=inv)))
+        if "raises" in data:
+            with pytest.raises(OperationError, match=data["raises"]):
+                plan()
+            return
+        changes = plan()
+    elif data["op"] == "kubectl_failure":
+        # the runner's failure for the command (remote.command_failure: each distinct line once)
+        said = command_failure(RunResult("master", data["command"], data["stdout"], data["stderr"], 1))
+        lines = said.split(f"{data['command'][:200]}: ", 1)[1].split(" | ")
+        cmd = Command(data["command"], sudo=False, description=data["description"])
+        got = kube.kubectl_failure(cmd, lines, data["namespace"], data["task"])
+        assert got == data["expected"]
+        # kubectl's own line(s) once each, and no manifest file name
+        for line in kube.kubectl_error_lines(data["stderr"].splitlines()):
+            assert got.count(line) == 1, line
+        assert "/var/lib/labkit" not in got and "STDIN" not in got
+        return
+    elif data["op"] == "teardown":
+        ns = data["namespace"]
+        inv = _recorded_inventory(ns)
+        changes = list(kube.teardown(
+            manifests.render(inv), live_objects(data["live"], inv=inv),
+            recorded(kfacts.PVCs(ns, "test-statefulset-"), data["pvcs"], ns), recorded(kfacts.PVs(), data["pvs"], ns),
+            purge=data["purge"], namespace=ns,
+            live_namespace=recorded(kfacts.NamespaceFact(ns), data["live_namespace"])))
     else:
         changes = list(kube.scale_and_rollout(sts_fact(data["sts"]), **data["args"]))
     assert [describe(c) for c in changes] == data["expected"]
@@ -107,16 +157,6 @@ def test_patch_is_valid_json_and_strategic():
     assert patch["spec"]["template"]["spec"]["containers"] == [{"image": "192.168.20.6:5000/web-httpd:v2", "name": "web"}]
 
 
-def test_rollout_status():
-    c = kube.rollout_status("statefulset", "statefulset", "default", timeout=300)
-    assert c.command == "kubectl rollout status statefulset/statefulset -n default --timeout=300s"
-    assert c.sudo is False
-    with pytest.raises(OperationError):
-        kube.rollout_status("pod", "x", "default")
-    with pytest.raises(OperationError):
-        kube.rollout_status("statefulset", "x", "default", timeout=0)
-
-
 def _pvcs_pvs():
     pvcs = kfacts.PVCs("default", "test-statefulset-").process(
         FactResult(json.dumps(json.loads((FACTS / "pvc-bound.json").read_text())["stdout"])))
@@ -146,3 +186,49 @@ def test_teardown_purge():
     assert cmds[3] == ("kubectl delete storageclasses.storage.k8s.io/test-sc "
                        "clusterrolebindings.rbac.authorization.k8s.io/run-nfs-client-provisioner "
                        "clusterroles.rbac.authorization.k8s.io/nfs-client-provisioner-runner --ignore-not-found")
+
+
+INV_LAB = _recorded_inventory("lab")
+
+
+def test_namespace_is_created_first_and_the_plan_says_so():
+    objs = manifests.render(INV_LAB)
+    changes = list(kube.deploy(manifests.render_namespace(INV_LAB), None, objs, {}))
+    create, put, apply = changes
+    assert create.description == "create namespace lab (app.kubernetes.io/managed-by=labkit)"
+    assert create.sudo is False
+    # what goes to `kubectl create -f -` is the rendered Namespace, labkit's label included
+    import shlex
+    argv = shlex.split(create.command)
+    assert argv[:2] == ["printf", "%s\\n"] and argv[3:] == ["|", "kubectl", "create", "-f", "-"]
+    assert json.loads(argv[2]) == manifests.render_namespace(INV_LAB)
+    # the upload names every object; the apply says how many are new instead of naming them again
+    assert put.description.startswith("upload manifests: ServiceAccount/nfs-client-provisioner (new), ")
+    assert apply.description == "kubectl apply: 9 new objects"
+
+
+def test_apply_names_what_drifted_and_counts_the_new():
+    objs = manifests.render(INV)
+    live = live_objects("live-seed.json", remove=("Service",),
+                        sets=[("ClusterRole", "rules.0.verbs", ["get"])])
+    *_, apply = kube.apply_manifests(objs, live)
+    assert apply.description == ("kubectl apply: ClusterRole/nfs-client-provisioner-runner (rules[0].verbs), "
+                                 "1 new object")
+
+
+def test_purge_says_why_it_keeps_a_namespace():
+    admin = recorded(kfacts.NamespaceFact("lab"), "namespace-lab-admin")
+    default = recorded(kfacts.NamespaceFact("default"), "namespace-default")
+    labkits = recorded(kfacts.NamespaceFact("lab"), "namespace-lab-labkit")
+    assert kube.namespace_kept("lab", admin) == ("namespace lab stays: labkit did not create it (no "
+                                                 "app.kubernetes.io/managed-by=labkit label), so teardown --purge "
+                                                 "never deletes it")
+    assert kube.namespace_kept("default", default).startswith("namespace default stays: labkit did not create it")
+    assert kube.namespace_kept("lab", labkits) is None and kube.namespace_kept("lab", None) is None
+
+
+def test_kubectl_error_lines_keep_plain_output_when_no_line_is_an_error():
+    assert kube.kubectl_error_lines(["", "Warning: x", "something odd", "something odd"]) == ["something odd"]
+    cmd = Command("kubectl delete pv/x --ignore-not-found --wait=true", sudo=False, description="delete 1 PV(s)")
+    assert kube.kubectl_failure(cmd, [], "lab", "teardown") == \
+        "kubectl delete failed: no output: fix what kubectl says, then run `invoke teardown` again"

@@ -187,3 +187,48 @@ def test_partition_above_replicas_is_legal(inv):
     # scaling 10 -> 3 keeps partition 4, as a real StatefulSet allows
     sts = by_kind(manifests.render(inv, replicas=3, image_tag="v2", partition=4), "StatefulSet")
     assert (sts["spec"]["replicas"], sts["spec"]["updateStrategy"]["rollingUpdate"]["partition"]) == (3, 4)
+
+
+# Kinds whose objects live in a namespace (the others here are cluster-scoped).
+NAMESPACED = {"ServiceAccount", "Role", "RoleBinding", "Deployment", "Service", "StatefulSet"}
+
+
+def _inventory_in(tmp_path, namespace):
+    p = tmp_path / "hosts.yaml"
+    p.write_text((ROOT / "hosts.yaml").read_text().replace("namespace: default", f"namespace: {namespace}"))
+    inv = inventory.load(p)
+    assert inv.kubernetes.namespace == namespace
+    return inv
+
+
+def test_every_namespaced_object_and_subject_follows_the_namespace(tmp_path):
+    inv = _inventory_in(tmp_path, "lab")
+    objs = manifests.render(inv)
+    assert {o["kind"] for o in objs} >= NAMESPACED
+    for o in objs:
+        if o["kind"] in NAMESPACED:
+            assert o["metadata"]["namespace"] == "lab", o["kind"]
+        else:
+            assert "namespace" not in o["metadata"], o["kind"]
+    # the provisioner's ServiceAccount is bound where it lives: its leader election (Role) and its
+    # cluster-wide rights (ClusterRole) both name lab
+    sa = by_kind(objs, "ServiceAccount")["metadata"]
+    for kind in ("RoleBinding", "ClusterRoleBinding"):
+        assert by_kind(objs, kind)["subjects"] == [{"kind": "ServiceAccount", "name": sa["name"], "namespace": "lab"}]
+    assert by_kind(objs, "RoleBinding")["metadata"]["namespace"] == by_kind(objs, "Role")["metadata"]["namespace"]
+    assert by_kind(objs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == sa["name"]
+    # the claim templates name no namespace: the PVCs are made in the StatefulSet's
+    (vct,) = by_kind(objs, "StatefulSet")["spec"]["volumeClaimTemplates"]
+    assert "namespace" not in vct["metadata"]
+    # nothing rendered falls back to `default`
+    assert "default" not in manifests.render_yaml(inv)
+
+
+def test_the_namespace_object_is_labkits_and_not_applied_with_the_others(tmp_path):
+    ns = manifests.render_namespace(_inventory_in(tmp_path, "lab"))
+    assert ns == {"apiVersion": "v1", "kind": "Namespace",
+                  "metadata": {"name": "lab", "labels": {"app.kubernetes.io/managed-by": "labkit"}}}
+    assert manifests.made_by_labkit(ns["metadata"]["labels"])
+    assert not manifests.made_by_labkit({"kubernetes.io/metadata.name": "lab"}) and not manifests.made_by_labkit(None)
+    # never part of the applied objects: `kubectl apply` would label an existing namespace as labkit's
+    assert "Namespace" not in {o["kind"] for o in manifests.render(_inventory_in(tmp_path, "lab"))}
