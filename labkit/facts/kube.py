@@ -440,9 +440,9 @@ class Blocker:
     fix: str | None         # what to do, when the reason says
 
 
-def fix_for(reason: str | None, message: str | None) -> str | None:
+def fix_for(reason: str | None, message: str | None, namespace: str = "default") -> str | None:
     """What the user can do about a blocking event (None: nothing labkit can say)."""
-    msg = message or ""
+    msg, ns = message or "", "" if namespace == "default" else f" -n {shlex.quote(namespace)}"
     if "server gave HTTP response to HTTPS client" in msg:
         return "the node's container runtime does not trust the lab registry: run `invoke setup-registry`"
     if reason in ("ErrImagePull", "ImagePullBackOff", "Failed") and "pull" in msg.lower():
@@ -454,10 +454,10 @@ def fix_for(reason: str | None, message: str | None) -> str | None:
         return ("the provisioner's RBAC refuses it: `invoke deploy` puts labkit's ClusterRole and Role "
                 "back")
     if reason == "ProvisioningFailed":
-        return "check nfs.export and the provisioner's NFS_PATH (kubectl logs deploy/nfs-client-provisioner)"
+        return f"check nfs.export and the provisioner's NFS_PATH (kubectl logs deploy/nfs-client-provisioner{ns})"
     if reason == "ExternalProvisioning":
         return ("no provisioner acts for this StorageClass: check that the provisioner pod runs "
-                "(kubectl get pods -l app=nfs-client-provisioner) and its PROVISIONER_NAME")
+                f"(kubectl get pods{ns} -l app=nfs-client-provisioner) and its PROVISIONER_NAME")
     return None
 
 
@@ -534,7 +534,8 @@ class WaitBlockers(KubectlFact):
             else:
                 continue
             out.append(Blocker("pod" if obj["kind"] == "Pod" else "pvc", name, state, reason,
-                               " ".join((message or "").split()) or None, fix_for(reason, message)))
+                               " ".join((message or "").split()) or None,
+                               fix_for(reason, message, self.namespace)))
         return sorted(out, key=lambda b: (b.kind, _natural(b.name)))
 
 

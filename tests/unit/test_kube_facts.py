@@ -192,3 +192,10 @@ def test_stuck_counts_only_known_causes_that_stay():
     # a blocker that went away is forgotten: it starts over when it comes back
     assert kube.stuck([], seen, now=161.0, after=60) == [] and seen == {}
     assert kube.stuck(blockers, seen, now=162.0, after=60) == []
+
+
+def test_fixes_name_the_namespace_when_it_is_not_default():
+    assert "kubectl get pods -n lab -l app=nfs-client-provisioner" in kube.fix_for(
+        "ExternalProvisioning", "Waiting for a volume to be created", "lab")
+    assert "kubectl logs deploy/nfs-client-provisioner -n lab" in kube.fix_for("ProvisioningFailed", "mkdir", "lab")
+    assert "kubectl get pods -l app" in kube.fix_for("ExternalProvisioning", "Waiting", "default")
