@@ -187,6 +187,8 @@ def export_check(hosts: list[HostConnection], server_address: str, export: str) 
 
 
 def setup_nfs(inv, *, plan: bool = False) -> FlowResult:
+    if inv.open_root_export():
+        ui.warning(inv.open_root_export())
     hosts = connect(inv)
     try:
         report = run(hosts, nfs_steps(inv), title="setup-nfs", plan_only=plan)
@@ -385,6 +387,8 @@ def doctor(inv) -> FlowResult:
     hosts = connect(inv)
     try:
         ui.heading(f"doctor: checking {', '.join(hosts)}")
+        if inv.open_root_export():
+            ui.warning(inv.open_root_export())
         by_name = {h.name: h for h in inv.hosts}
 
         def one(conn: HostConnection):

@@ -166,6 +166,13 @@ LARGEST_SERVICE_PREFIX = 12
 _KUBE_VERSION_RE = re.compile(r"^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$")
 
 
+def _is_ipv4(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).version == 4
+    except ValueError:
+        return False
+
+
 def _kube_version(value: str) -> str:
     if not _KUBE_VERSION_RE.match(value):
         raise ValueError(f"{value!r} is not a Kubernetes release: use vMAJOR.MINOR.PATCH, e.g. v1.37.2 "
@@ -305,6 +312,17 @@ class Inventory(_Model):
     @property
     def workers(self) -> list[Host]:
         return [h for h in self.hosts if "worker" in h.roles]
+
+    def open_root_export(self) -> str | None:
+        """A warning when the export gives root to anyone (no_root_squash open to *), with the fix:
+        the lab's own subnet (the /24s of its hosts' IPv4 addresses) as nfs.clients."""
+        if self.nfs.clients != "*" or "no_root_squash" not in self.nfs.options:
+            return None
+        nets = sorted({str(ipaddress.ip_network(f"{h.address}/24", strict=False)) for h in self.hosts
+                       if _is_ipv4(h.address)}) or ["<your lab subnet>"]
+        return (f"nfs: {self.nfs.export} is exported to * with no_root_squash: any machine that reaches "
+                f"{self.nfs_server.address} can write to it as root. Set nfs.clients: "
+                f"{nets[0] if len(nets) == 1 else '<one of ' + ', '.join(nets) + '>'} in {self.path} to limit it to the lab")
 
     @property
     def registry_address(self) -> str:

@@ -43,6 +43,11 @@ def heading(text: str) -> None:
         console.print(f"[bold]{escape(text)}[/bold]")
 
 
+def warning(text: str) -> None:
+    with _lock:
+        console.print(f"[yellow]warning: {escape(text)}[/yellow]", soft_wrap=True)
+
+
 def error(text: str) -> None:
     with _lock:
         console.print(f"[bold red]{escape(text)}[/bold red]", soft_wrap=True)

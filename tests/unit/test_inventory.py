@@ -207,3 +207,21 @@ def test_bad_cluster_settings(section, field, message):
     with pytest.raises(InventoryError) as info:
         inventory.parse(_with_cluster(section), "hosts.yaml")
     assert any(f == field and message in m for f, _, m in info.value.problems), info.value.problems
+
+
+@pytest.mark.parametrize("nfs, warned", [
+    ("", "Set nfs.clients: 192.168.20.0/24 in hosts.yaml"),  # the seed's values
+    ("  clients: 192.168.20.0/24\n", None),
+    ("  options: [rw, sync, root_squash]\n", None),
+])
+def test_an_export_giving_root_to_anyone_is_warned_with_the_fix(nfs, warned):
+    text = (ROOT / "hosts.yaml").read_text()
+    if nfs:
+        key = nfs.split(":")[0].strip()
+        text = "\n".join(line for line in text.splitlines() if not line.startswith(f"  {key}:")) + "\n"
+        text = text.replace("nfs:\n", "nfs:\n" + nfs, 1)
+    got = inventory.parse(text, "hosts.yaml").open_root_export()
+    if warned is None:
+        assert got is None
+    else:
+        assert "/nfsdata is exported to * with no_root_squash" in got and warned in got
