@@ -1,15 +1,17 @@
 """What each StatefulSet ordinal should run and serve (pure).
 
-A RollingUpdate with ``partition: P`` moves only ordinals >= P to the update revision; ordinals
-below P keep the current revision (and its image tag) — also pods created later by a scale-up
-at an ordinal >= P start at the update revision. The content a pod serves follows its tag:
-``Version: --<tag>``.
+A RollingUpdate with ``partition: P`` moves only ordinals >= P to the update revision; a pod
+below P keeps the revision it has (a partition never rolls a pod back) and one made again there
+gets the current revision (``from_revisions``, which verify uses; each ControllerRevision names
+its image). The content labkit writes follows the tag, ``Version: --<tag>`` (``content_plan``);
+verify expects what labkit last wrote to each PV.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from labkit.errors import OperationError
+from labkit.facts.kube import image_tag
 
 
 @dataclass(frozen=True)
@@ -49,18 +51,34 @@ def expectations(replicas: int, partition: int, old_tag: str, new_tag: str,
     return out
 
 
-def from_statefulset(sts, base_tag: str) -> list[Expected]:
-    """Expectations from the live StatefulSet (``facts.kube.StatefulSetState``).
-
-    ``base_tag`` is the tag the set was deployed with (inventory ``statefulset.image_tag``): the
-    pods below the partition keep it. The new tag is the one in the set's template now.
-    """
+def from_revisions(sts, pods, revisions: dict[str, str | None]) -> list[Expected]:
+    """Expectations as the StatefulSet controller decides them (``sts``: ``facts.kube.StatefulSetState``,
+    ``revisions``: ``facts.kube.ControllerRevisions``): an ordinal at or above the partition runs the
+    update revision; one below it keeps the revision its pod has (a partition never rolls a pod back)
+    and a pod made again there gets the current revision. Each revision's template names the image.
+    Content follows the image's tag (``content_for``); verify prefers what labkit last wrote."""
     if sts is None:
         return []
-    if sts.tag is None:
-        raise OperationError(f"the StatefulSet's image {sts.image!r} has no tag: cannot tell which version pods should serve")
-    return expectations(sts.replicas, sts.partition, base_tag, sts.tag,
-                        sts.current_revision, sts.update_revision)
+    if not sts.update_revision or sts.update_revision not in revisions:
+        raise OperationError(f"the StatefulSet's update revision {sts.update_revision!r} is not among its "
+                             f"ControllerRevisions ({', '.join(sorted(revisions)) or 'none'}): cannot tell "
+                             "which image each pod should run")
+    by_ordinal = {p.ordinal: p for p in pods if p.ordinal is not None}
+    out = []
+    for i in range(sts.replicas):
+        pod = by_ordinal.get(i)
+        if i >= sts.partition:
+            revision = sts.update_revision
+        elif pod is not None and pod.revision in revisions:
+            revision = pod.revision
+        else:
+            revision = sts.current_revision if sts.current_revision in revisions else sts.update_revision
+        tag = image_tag(revisions[revision])
+        if tag is None:
+            raise OperationError(f"revision {revision}'s image {revisions[revision]!r} has no tag: cannot tell "
+                                 "which version its pods should serve")
+        out.append(Expected(ordinal=i, tag=tag, content=content_for(tag), revision=revision))
+    return out
 
 
 def content_plan(replicas: int, partition: int, old_tag: str, new_tag: str,

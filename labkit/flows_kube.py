@@ -18,6 +18,7 @@ from labkit import content, expected, manifests, ui
 from labkit import verify as verify_mod
 from labkit.errors import HostError, HostsFailed, LabkitError, OperationError
 from labkit.facts import kube as kf
+from labkit.facts.content import WrittenContent
 from labkit.operations import kube as kube_ops
 from labkit.operations.base import Command
 from labkit.remote import HostConnection, close_all, command_counts, connect
@@ -329,6 +330,19 @@ def gather_state(inv, cp: HostConnection, **extra) -> dict:
     return gather(cp, {**_set_facts(inv), "pods": kf.StatefulSetPods(ns, name, manifests.app_label(inv)), **extra})
 
 
+def _written_by_pv(inv, pvs, written: dict[str, str]) -> dict[str, str]:
+    """PV spec.nfs.path -> what labkit last wrote in its directory (records are by local directory)."""
+    out = {}
+    for pv in pvs:
+        try:
+            local = content.local_directory(pv, inv.nfs.export, inv.nfs_server.address)
+        except OperationError:
+            continue  # not this export's: verify reports such a PV itself
+        if local in written:
+            out[pv.nfs_path] = written[local]
+    return out
+
+
 def verify(inv, *, as_json: bool = False) -> verify_mod.Report:
     """Curl every pod from the control plane (one command), compare with the expected version,
     check PVCs Bound and one distinct PV/directory each. The report's ``ok`` says it all."""
@@ -336,10 +350,13 @@ def verify(inv, *, as_json: bool = False) -> verify_mod.Report:
     hosts = connect(inv)
     try:
         cp = hosts[inv.control_plane.name]
-        f = gather_state(inv, cp)
+        nfs_on_cp = inv.nfs_server.name == inv.control_plane.name
+        f = gather_state(inv, cp, revisions=kf.ControllerRevisions(ns, name, manifests.app_label(inv)),
+                         **({"written": WrittenContent()} if nfs_on_cp else {}))
         if f["sts"] is None:
             raise OperationError(f"StatefulSet {ns}/{name} does not exist: run deploy first")
-        exp = expected.from_statefulset(f["sts"], inv.kubernetes.statefulset.image_tag)
+        written = f["written"] if nfs_on_cp else gather(hosts[inv.nfs_server.name], {"w": WrittenContent()})["w"]
+        exp = expected.from_revisions(f["sts"], f["pods"], f["revisions"])
         ips = [p.pod_ip for p in f["pods"] if p.pod_ip]
         curls = {}
         if ips:
@@ -347,7 +364,8 @@ def verify(inv, *, as_json: bool = False) -> verify_mod.Report:
             curls = verify_mod.parse_curl(res.stdout)
         report = verify_mod.verify(f["pods"], f["pvcs"], f["pvs"], curls, exp, set_name=name,
                                    claim_template=inv.kubernetes.statefulset.claim_template, namespace=ns,
-                                   storage_class=inv.kubernetes.storage_class.name)
+                                   storage_class=inv.kubernetes.storage_class.name,
+                                   written=_written_by_pv(inv, f["pvs"], written))
         report.commands = command_counts(hosts)
         if as_json:
             ui.console.print_json(json.dumps(report.to_dict()))

@@ -137,15 +137,17 @@ def _show(text: str | None) -> str | None:
 
 def verify(pods, pvcs, pvs, curls: dict[str, CurlResult], expectations: list[Expected],
            set_name: str, claim_template: str, namespace: str = "default",
-           storage_class: str | None = None) -> Report:
-    """Compare the gathered facts with ``expectations`` (one per ordinal)."""
+           storage_class: str | None = None, written: dict[str, str] | None = None) -> Report:
+    """Compare the gathered facts with ``expectations`` (one per ordinal). ``written``: PV
+    ``spec.nfs.path`` -> the content labkit last wrote there; a pod on that PV must serve it."""
+    written = written or {}
     pods_by_ord = {p.ordinal: p for p in pods if p.ordinal is not None}
     pvc_by_name = {c.name: c for c in pvcs}
     pv_by_name = {v.name: v for v in pvs}
     rows, problems = [], []
-    want = {e.ordinal for e in expectations}
+    ordinals = {e.ordinal for e in expectations}
     for p in pods:
-        if p.ordinal not in want:
+        if p.ordinal not in ordinals:
             problems.append(f"pod {p.name} (ordinal {p.ordinal}) exists but the StatefulSet wants "
                             f"{len(expectations)} replica(s)")
     claim_of_pv: dict[str, list[str]] = {}
@@ -155,6 +157,7 @@ def verify(pods, pvcs, pvs, curls: dict[str, CurlResult], expectations: list[Exp
         claim = f"{claim_template}-{set_name}-{e.ordinal}"
         row = Row(pod=name, ordinal=e.ordinal, pvc=claim, expected=_show(e.content))
         rows.append(row)
+        want = e.content  # unless labkit wrote something else to this PV (below)
         pod = pods_by_ord.get(e.ordinal)
         if pod is None:
             row.problems.append("pod missing")
@@ -181,6 +184,9 @@ def verify(pods, pvcs, pvs, curls: dict[str, CurlResult], expectations: list[Exp
                 row.problems.append(f"PV {pvc.volume} missing")
             if pv is not None:
                 row.pv, row.pv_directory = pv.name, pv.nfs_path
+                if pv.nfs_path in written:
+                    want = written[pv.nfs_path]
+                    row.expected = _show(want)
                 claim_of_pv.setdefault(pv.name, []).append(claim)
                 if pv.nfs_path:
                     dir_of.setdefault(pv.nfs_path, []).append(claim)
@@ -197,7 +203,7 @@ def verify(pods, pvcs, pvs, curls: dict[str, CurlResult], expectations: list[Exp
                 row.problems.append(got.error)
             else:
                 row.actual = _show(got.body)
-                if got.body.strip() != e.content.strip():
+                if got.body.strip() != want.strip():
                     row.problems.append("content differs")
         elif pod is not None:
             row.problems.append("no pod IP")

@@ -37,7 +37,7 @@ def _items(data) -> list[dict]:
     return [data]
 
 
-def _tag(image: str | None) -> str | None:
+def image_tag(image: str | None) -> str | None:
     """The tag of an image reference ('host:5000/web:v2' -> 'v2'); None when untagged."""
     if not image:
         return None
@@ -97,7 +97,7 @@ def parse_pod(obj: dict) -> Pod:
         phase=status.get("phase"),
         ready=ready,
         image=image,
-        tag=_tag(image),
+        tag=image_tag(image),
         running_image=cstatus.get("image"),
         revision=labels.get("controller-revision-hash"),
         pvcs=pvcs,
@@ -261,7 +261,7 @@ def parse_statefulset(obj: dict) -> StatefulSetState:
         replicas=spec.get("replicas", 1),
         partition=partition,
         image=image,
-        tag=_tag(image),
+        tag=image_tag(image),
         generation=meta.get("generation"),
         observed_generation=status.get("observedGeneration"),
         current_revision=status.get("currentRevision"),
@@ -287,6 +287,30 @@ class StatefulSetFact(KubectlFact):
     def process(self, result: FactResult) -> StatefulSetState | None:
         items = _items(_json(result, "statefulset"))
         return parse_statefulset(items[0]) if items else None
+
+
+class ControllerRevisions(KubectlFact):
+    """The StatefulSet's ControllerRevisions -> {revision name: image}. A pod's
+    ``controller-revision-hash`` label and the set's current/updateRevision name one of them; each
+    holds the pod template of that revision, so it says which image such a pod runs."""
+
+    def __init__(self, namespace: str, name: str, label: str):
+        self.namespace, self.name, self.label = namespace, name, label
+
+    def build(self) -> str:
+        return f"{KUBECTL} get controllerrevisions -n {_q(self.namespace)} -l {_q('app=' + self.label)} -o json"
+
+    def process(self, result: FactResult) -> dict[str, str | None]:
+        out = {}
+        for obj in _items(_json(result, "controllerrevisions")):
+            meta = obj.get("metadata") or {}
+            if not any(o.get("kind") == "StatefulSet" and o.get("name") == self.name
+                       for o in meta.get("ownerReferences") or []):
+                continue
+            template = (((obj.get("data") or {}).get("spec") or {}).get("template") or {}).get("spec") or {}
+            containers = template.get("containers") or []
+            out[meta.get("name")] = containers[0].get("image") if containers else None
+        return out
 
 
 # ---- nodes, version, arbitrary objects --------------------------------------------

@@ -13,3 +13,18 @@ def plain(value):
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
     return value
+
+
+def revisions_of(pods: dict) -> dict:
+    """ControllerRevisions for the revisions the recorded pods carry, in the shape a real
+    `kubectl get controllerrevisions -o json` has (tests/data/facts/kube/revisions-*.json): those
+    recordings predate ControllerRevisions in labkit's facts."""
+    items = {}
+    for pod in pods["items"]:
+        name = pod["metadata"]["labels"]["controller-revision-hash"]
+        items[name] = {"apiVersion": "apps/v1", "kind": "ControllerRevision",
+                       "metadata": {"name": name, "namespace": "default", "labels": {"app": "statefulset"},
+                                    "ownerReferences": [{"kind": "StatefulSet", "name": "statefulset"}]},
+                       "data": {"spec": {"template": {"$patch": "replace", "spec": {"containers": [
+                           {"name": "web", "image": pod["spec"]["containers"][0]["image"]}]}}}}}
+    return {"apiVersion": "v1", "kind": "List", "items": list(items.values())}

@@ -15,6 +15,7 @@ from labkit import expected, verify
 from labkit.errors import OperationError
 from labkit.facts import kube
 from labkit.facts.base import FactResult
+from factdata import revisions_of
 
 ROOT = Path(__file__).resolve().parents[2]
 FACTS = ROOT / "tests" / "data" / "facts" / "kube"
@@ -28,12 +29,15 @@ PODS = recorded("pods-rolled-out", kube.StatefulSetPods("default", "statefulset"
 PVCS = recorded("pvc-bound", kube.PVCs("default", "test-statefulset-"))
 PVS = recorded("pv-bound", kube.PVs())
 STS = recorded("sts-rolled-out", kube.StatefulSetFact("default", "statefulset"))
+# the ControllerRevisions of the revisions those pods carry (recorded before labkit read them)
+REVS = kube.ControllerRevisions("default", "statefulset", "statefulset").process(FactResult(json.dumps(
+    revisions_of(json.loads((FACTS / "pods-rolled-out.json").read_text())["stdout"]))))
 
 
 # ---- expected -------------------------------------------------------------------
 
 def test_seed_rollout_expectations():
-    exp = expected.from_statefulset(STS, base_tag="v1")
+    exp = expected.from_revisions(STS, PODS, REVS)
     assert [e.tag for e in exp] == ["v1"] * 4 + ["v2"] * 6
     assert [e.content for e in exp] == ["Version: --v1\n"] * 4 + ["Version: --v2\n"] * 6
     assert {e.revision for e in exp[:4]} == {STS.current_revision}
@@ -43,7 +47,7 @@ def test_seed_rollout_expectations():
 
 def test_initial_deploy_all_v1():
     sts = recorded("sts-initial", kube.StatefulSetFact("default", "statefulset"))
-    exp = expected.from_statefulset(sts, base_tag="v1")
+    exp = expected.from_revisions(sts, [], {sts.update_revision: sts.image})
     assert len(exp) == 6 and {e.tag for e in exp} == {"v1"}
     assert {e.revision for e in exp} == {sts.update_revision}
 
@@ -142,7 +146,7 @@ def test_curl_command_many_pods_in_order(local_server):
 
 def run_verify(curl_file, pods=PODS, pvcs=PVCS, pvs=PVS):
     curls = verify.parse_curl((FACTS / curl_file).read_text())
-    return verify.verify(pods, pvcs, pvs, curls, expected.from_statefulset(STS, "v1"),
+    return verify.verify(pods, pvcs, pvs, curls, expected.from_revisions(STS, PODS, REVS),
                          set_name="statefulset", claim_template="test", storage_class="test-sc")
 
 
@@ -190,3 +194,63 @@ def test_extra_pod_is_reported():
     extra = dataclasses.replace(PODS[0], name="statefulset-10", ordinal=10)
     rep = run_verify("curl-rolled-out.txt", pods=list(PODS) + [extra])
     assert rep.problems == ["pod statefulset-10 (ordinal 10) exists but the StatefulSet wants 10 replica(s)"]
+
+
+def _recorded(name, fact):
+    case = json.loads((FACTS / f"{name}.json").read_text())
+    return fact.process(FactResult(json.dumps(case["stdout"], indent=4)))
+
+
+SCALING_STS = _recorded("sts-seed-scaling-down", kube.StatefulSetFact("default", "statefulset"))
+SCALING_PODS = _recorded("pods-seed-scaling-down", kube.StatefulSetPods("default", "statefulset", "statefulset"))
+REVISIONS = _recorded("revisions-seed-scaling-down", kube.ControllerRevisions("default", "statefulset", "statefulset"))
+V1, V2 = "statefulset-84758b6d8", "statefulset-677c9974b9"  # the recording's revisions (ljz:v1, ljz:v2)
+
+
+def test_from_revisions_on_a_recorded_scale_down():
+    # replicas 2, partition 4: both ordinals below the partition keep their pods' revision (v1)
+    exp = expected.from_revisions(SCALING_STS, SCALING_PODS, REVISIONS)
+    assert [(e.ordinal, e.tag, e.revision, e.content) for e in exp] == [
+        (0, "v1", V1, "Version: --v1\n"), (1, "v1", V1, "Version: --v1\n")]
+
+
+def _at(pods, revision_of: dict[int, str]):
+    return [dataclasses.replace(p, revision=revision_of.get(p.ordinal, p.revision)) for p in pods]
+
+
+@pytest.mark.parametrize("step, replicas, partition, current, update, pod_revisions, tags", [
+    # the seed: 0-3 on v1, 4-9 on v2
+    ("seed", 10, 4, V1, V2, {}, ["v1"] * 4 + ["v2"] * 6),
+    # scale --partition 0: the rollout finished, currentRevision is the update revision
+    ("full rollout", 10, 0, V2, V2, {o: V2 for o in range(10)}, ["v2"] * 10),
+    # then scale --replicas 3 puts partition 4 back: a partition never rolls a pod back
+    ("scale down", 3, 4, V2, V2, {o: V2 for o in range(10)}, ["v2"] * 3),
+    # a pod below the partition still on the old revision keeps it
+    ("mid rollout", 6, 4, V1, V2, {2: V2}, ["v1", "v1", "v2", "v1", "v2", "v2"]),
+    # scale up: a new ordinal below the partition gets the current revision, above it the update one
+    ("scale up", 6, 4, V1, V2, {}, ["v1"] * 4 + ["v2"] * 2),
+])
+def test_expected_image_follows_the_controller_not_the_ordinal_rule(step, replicas, partition, current, update,
+                                                                     pod_revisions, tags):
+    sts = dataclasses.replace(SCALING_STS, replicas=replicas, partition=partition, current_revision=current,
+                              update_revision=update)
+    pods = _at([p for p in SCALING_PODS if p.ordinal < min(replicas, 7)], pod_revisions)
+    assert [e.tag for e in expected.from_revisions(sts, pods, REVISIONS)] == tags, step
+
+
+def test_from_revisions_refuses_an_unknown_update_revision():
+    sts = dataclasses.replace(SCALING_STS, update_revision="statefulset-gone")
+    with pytest.raises(OperationError, match="update revision 'statefulset-gone' is not among its ControllerRevisions"):
+        expected.from_revisions(sts, SCALING_PODS, REVISIONS)
+
+
+def test_verify_expects_what_labkit_last_wrote_to_the_pv():
+    exp = expected.from_revisions(STS, PODS, REVS)
+    pv = {v.claim_name: v for v in PVS}["test-statefulset-0"]
+    pod0 = next(p for p in PODS if p.ordinal == 0)
+    curls = {pod0.pod_ip: verify.CurlResult(pod0.pod_ip, 200, 0, "Version: --v2\n")}
+    report = verify.verify([pod0], PVCS, PVS, curls, exp[:1], set_name="statefulset", claim_template="test",
+                           written={pv.nfs_path: "Version: --v2\n"})
+    assert report.rows[0].expected == "Version: --v2" and "content differs" not in report.rows[0].problems
+    report = verify.verify([pod0], PVCS, PVS, curls, exp[:1], set_name="statefulset", claim_template="test")
+    assert "content differs" in report.rows[0].problems  # without the record: v1 by its image

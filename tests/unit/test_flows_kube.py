@@ -14,6 +14,7 @@ import pytest
 from labkit import flows_kube, inventory
 from labkit.errors import HostError, OperationError
 from labkit.remote import RunResult
+from factdata import revisions_of
 
 ROOT = Path(__file__).resolve().parents[2]
 FACTS = ROOT / "tests" / "data" / "facts" / "kube"
@@ -32,7 +33,7 @@ if args[0] == "get":
     what = args[1].split("/")[0]
     out({"pods": "pods.json", "pvc": "pvc.json", "pv": "pv.json", "statefulset": "sts.json",
          "nodes": "nodes.json", "deployment": "deployment.json",
-         "namespace": "namespace.json"}.get(what, "objects.json"))
+         "namespace": "namespace.json", "controllerrevisions": "revisions.json"}.get(what, "objects.json"))
 elif args[0] == "version":
     out("version.json")
 elif args[0] == "rollout":
@@ -100,6 +101,7 @@ def lab(tmp_path, monkeypatch):
         if item["status"]["phase"] == "Bound":
             Path(item["spec"]["nfs"]["path"]).mkdir()
     (kube_dir / "pv.json").write_text(json.dumps(pv))
+    (kube_dir / "revisions.json").write_text(json.dumps(revisions_of(json.loads(stdout_of("pods-rolled-out")))))
     live = json.loads((ROOT / "tests" / "data" / "operations" / "kube" / "live-seed.json").read_text())
     deployment = next(o for o in live["items"] if o["kind"] == "Deployment")
     # recorded right after an apply (generation 2, observed 1); here the controller has caught up

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from labkit.facts import containerd, docker, nfs, os as os_facts, registry, services
+from labkit.facts import containerd, content, docker, nfs, os as os_facts, registry, services
 from labkit.facts.base import FactResult
 from factdata import plain
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "facts"
-CONCEPTS = ("os", "services", "docker", "containerd", "registry", "nfs")
-MODULES = (containerd, docker, nfs, os_facts, registry, services)
+CONCEPTS = ("os", "services", "docker", "containerd", "registry", "nfs", "content")
+MODULES = (containerd, content, docker, nfs, os_facts, registry, services)
 FACTS = {name: obj for m in MODULES for name, obj in vars(m).items() if isinstance(obj, type)}
 CASES = sorted(p for c in CONCEPTS for p in (DATA / c).glob("*.json"))
 
@@ -32,6 +32,14 @@ def test_fact_parses_recorded_output(path):
     assert case["exited"] in fact.ok_exit_codes, "a recorded exit code the fact would reject"
     got = fact.process(FactResult(case["stdout"], case.get("stderr", ""), case["exited"]))
     assert plain(got) == case["expected"]
+
+
+def test_recorded_fact_commands_are_the_facts_own():
+    for path in CASES:
+        case = json.loads(path.read_text())
+        if "command" in case:
+            args = [tuple(a) if isinstance(a, list) else a for a in case["args"]]
+            assert FACTS[case["fact"]](*args).build() == case["command"], path.name
 
 
 def test_os_release_covers_the_four_distributions():

@@ -84,10 +84,10 @@ def test_garbage_output_is_an_error():
 
 
 def test_image_tag():
-    assert kube._tag("10.0.0.1:5000/web-httpd:v2") == "v2"
-    assert kube._tag("10.0.0.1:5000/web-httpd") is None
-    assert kube._tag("web@sha256:abc") is None
-    assert kube._tag("[fd00::6]:5000/web:v1") == "v1"
+    assert kube.image_tag("10.0.0.1:5000/web-httpd:v2") == "v2"
+    assert kube.image_tag("10.0.0.1:5000/web-httpd") is None
+    assert kube.image_tag("web@sha256:abc") is None
+    assert kube.image_tag("[fd00::6]:5000/web:v1") == "v1"
 
 
 def _blockers(name: str) -> list:
