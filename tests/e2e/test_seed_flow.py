@@ -79,9 +79,20 @@ def test_scale_to_ten_v2_partition_four(seed):
     assert sts["status"]["updatedReplicas"] == 6 and sts["status"]["readyReplicas"] == 10
 
 
+def _pages(seed) -> dict[int, str]:
+    """ordinal -> index.html in its PV directory on master, read without labkit."""
+    return {int(claim.rsplit("-", 1)[1]): seed.sh("master", f"cat {shlex.quote(d)}/index.html").strip()
+            for claim, d in seed.pv_dirs().items()}
+
+
 def test_write_v2(seed):
+    before = _pages(seed)
+    # step 7 gave the new replicas 6-9 their page; 4 and 5 still hold the v1 page of step 6
+    assert before == {o: f"Version: --v{1 if o < 6 else 2}" for o in range(10)}
     out = seed.invoke("write-v2").output
     assert "write v2 content" in out
+    assert _pages(seed) == {o: f"Version: --v{1 if o < 4 else 2}" for o in range(10)}
+    assert seed.served()[4] == seed.served()[5] == "Version: --v2"  # the pods serve it at once (NFS)
 
 
 def test_verify_seed_end_state(seed):
