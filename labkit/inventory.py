@@ -110,6 +110,9 @@ class WebImage(_Model):
 
 class Images(_Model):
     web: WebImage
+    # true: the lab is offline; deploy takes the provisioner from the lab registry (`invoke
+    # mirror-images` copies it there, and `invoke up` runs it)
+    mirror: bool = False
 
 
 class Provisioner(_Model):

@@ -13,6 +13,7 @@ import yaml
 
 from .errors import OperationError
 from .inventory import Inventory
+from .operations.mirror import mirror_ref
 
 MANIFEST_DIR = Path(__file__).resolve().parent.parent / "manifests"
 # Applied in this order: RBAC before the provisioner that uses it, the class before the claims.
@@ -42,6 +43,13 @@ def app_label(inv: Inventory) -> str:
     return inv.kubernetes.statefulset.name
 
 
+def provisioner_image(inv: Inventory) -> str:
+    """The provisioner's image: the lab registry's copy when ``images.mirror`` (an offline lab:
+    `invoke mirror-images` puts it there), else ``kubernetes.provisioner.image`` as written."""
+    image = inv.kubernetes.provisioner.image
+    return mirror_ref(image, inv.registry_address) if inv.images.mirror else image
+
+
 def values(inv: Inventory, replicas: int | None = None, image_tag: str | None = None,
            partition: int | None = None) -> dict:
     k = inv.kubernetes
@@ -61,6 +69,7 @@ def values(inv: Inventory, replicas: int | None = None, image_tag: str | None = 
         "namespace": k.namespace,
         "sa": PROVISIONER_SA,
         "provisioner": k.provisioner,
+        "provisioner_image": provisioner_image(inv),
         "nfs_server": inv.nfs_server.address,
         "nfs_path": inv.nfs.export,
         "storage_class": k.storage_class,

@@ -470,7 +470,8 @@ def fix_for(reason: str | None, message: str | None, namespace: str = "default")
     if "server gave HTTP response to HTTPS client" in msg:
         return "the node's container runtime does not trust the lab registry: run `invoke setup-registry`"
     if reason in ("ErrImagePull", "ImagePullBackOff", "Failed") and "pull" in msg.lower():
-        return "check that the image exists in the lab registry (`invoke build-images`) and the node can reach it"
+        return ("check that the image exists in the lab registry (`invoke build-images` for the web image, "
+                "`invoke mirror-images` for the provisioner and other outside images) and the node can reach it")
     if reason == "FailedMount":
         return ("the node cannot mount the NFS export: check that the NFS server runs and exports "
                 "nfs.export (`invoke setup-nfs`, then `invoke doctor`)")

@@ -41,12 +41,13 @@ def import_images(pid: int, h: HostSpec, archives: dict[str, Path], is_master: b
 
 
 def _preloaded(tag: str, is_master: bool) -> bool:
-    """Whether a node's containerd has the image before anything pulls. The NFS provisioner is no
-    kubeadm image: an offline lab's admin has it in master's docker (lab._start loads it there);
-    until labkit can mirror it into the lab registry, the workers' containerd, where its pod runs,
-    has it preloaded too (master's does not: the control-plane taint keeps the pod off master)."""
+    """Whether a node's containerd has the image before anything pulls: kubeadm's images, as an
+    offline lab pre-pulls them. The NFS provisioner is no kubeadm image: an offline lab's admin has
+    it in master's docker only (lab._start loads it there); labkit's mirror-images pushes it into
+    the lab registry (the twin's inventory says `images.mirror: true`) and the workers' containerd
+    pulls it from there through setup-registry's hosts.toml, as on a real offline lab."""
     if tag == PROVISIONER_TAG:
-        return not is_master
+        return False
     return is_master or any(n in tag for n in ("/pause:", "/kube-proxy:"))
 
 

@@ -32,6 +32,9 @@ def render(cfg: TwinConfig) -> dict:
                      for h in cfg.hosts]
     if cfg.kubeadm:
         base.setdefault("kubernetes", {})["cluster"] = twin_cluster(cfg)
+        # An offline lab: the provisioner's image is only in master's docker (lab._start loads it
+        # there), so labkit mirrors it into the lab registry and the workers pull it from there.
+        base.setdefault("images", {})["mirror"] = True
     nfs = base.setdefault("nfs", {})
     nfs["server"] = "ganesha"  # no kernel nfsd on this machine
     nfs["export"] = NFS_EXPORT  # where the twin bind-mounts the NFS disk on master

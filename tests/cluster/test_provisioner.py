@@ -97,6 +97,9 @@ def delete_claim(cluster: Cluster, pvc: str, pv: str) -> None:
 def prov(cluster):
     """The provisioner running, leader; returns its env (PROVISIONER_NAME, NFS_SERVER, NFS_PATH)."""
     invoke(cluster, "setup-nfs")
+    # the workers get the provisioner's image as an offline lab's do: from the lab registry
+    invoke(cluster, "setup-registry")
+    invoke(cluster, "mirror-images")
     env, objs = labkit_objects(cluster)
     apply(cluster, *objs)
     cluster.kubectl("rollout status deployment/nfs-client-provisioner --timeout=120s", timeout=150)

@@ -48,6 +48,15 @@ def test_setup_nfs(seed):
     assert "/nfsdata" in exports
 
 
+def test_mirror_images(seed):
+    # the twin is an offline lab (images.mirror): the provisioner reaches the nodes through the lab registry
+    out = seed.invoke("mirror-images").output
+    reg = f"{seed.addr['master']}:5000"
+    tags = seed.sh("master", f"curl -s http://{reg}/v2/sig-storage/nfs-subdir-external-provisioner/tags/list")
+    assert '"v4.0.2"' in tags, (tags, out[-2000:])
+    assert seed.invoke("mirror-images").output.count("no change") >= 1  # a re-run changes nothing
+
+
 def test_build_images(seed):
     seed.invoke("build-images")
     reg = f"{seed.addr['master']}:5000"

@@ -1,5 +1,5 @@
 """labtwin's build of the NFS provisioner (issue 8), without hosts: its Go module in the build and
-the cache key, its image under the tag labkit's inventory uses, and where the twin preloads it.
+the cache key, its image under the tag labkit's inventory uses, and that the twin preloads it nowhere.
 The Go logic itself (directories, PVs, deletes) is tested by `go test` in labtwin/k8s/provisioner,
 which `make test` runs."""
 from __future__ import annotations
@@ -87,12 +87,14 @@ def test_ensure_images_writes_the_provisioner_apart_from_kubeadms_list(tmp_path,
     assert images.ensure_images(said.append) == archives
 
 
-def test_the_provisioner_is_preloaded_into_the_workers_containerd_not_masters():
+def test_the_provisioner_is_preloaded_into_no_containerd():
+    # an offline lab's admin has it in master's docker only; labkit's mirror-images puts it in the
+    # lab registry, from where the workers pull it (issue 9)
     tags = [*KUBEADM_TAGS, "registry.k8s.io/kube-scheduler:v1.37.2", PROVISIONER_TAG]
     master = [t for t in tags if cluster._preloaded(t, is_master=True)]
     worker = [t for t in tags if cluster._preloaded(t, is_master=False)]
     assert PROVISIONER_TAG not in master and set(master) == set(tags) - {PROVISIONER_TAG}
-    assert worker == ["registry.k8s.io/kube-proxy:v1.37.2", "registry.k8s.io/pause:3.10.2", PROVISIONER_TAG]
+    assert worker == ["registry.k8s.io/kube-proxy:v1.37.2", "registry.k8s.io/pause:3.10.2"]
 
 
 def test_make_test_runs_the_provisioners_go_tests():
