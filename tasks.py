@@ -12,6 +12,7 @@ import os
 
 from invoke import Collection, Exit, task
 
+from labkit import pipeline
 from labkit.errors import LabkitError
 
 DEFAULT_INVENTORY = "hosts.yaml"
@@ -73,6 +74,16 @@ def build_images(c, inventory: str | None = None, plan: bool = False):
     from labkit import flows
 
     _run(c, inventory, lambda inv: flows.build_images(inv, plan=plan))
+
+
+@task(help={"inventory": INVENTORY_HELP, "plan": PLAN_HELP,
+            "from": "a `docker save` archive on this machine holding the images the registry host's docker "
+                    "lacks (uploaded to the registry host and `docker load`-ed there)"})
+def mirror_images(c, inventory: str | None = None, plan: bool = False, from_: str | None = None):
+    """Copy the images the lab needs from outside (provisioner, registry, web base) into the lab registry."""
+    from labkit import flows_images
+
+    _run(c, inventory, lambda inv: flows_images.mirror_images(inv, plan=plan, source=from_))
 
 
 @task(help={"inventory": INVENTORY_HELP})
@@ -182,10 +193,7 @@ def teardown(c, inventory: str | None = None, purge: bool = False, yes: bool = F
     _run(c, inventory, lambda inv: flows_kube.teardown(inv, purge=purge, yes=yes, plan=plan))
 
 
-@task(help={"inventory": INVENTORY_HELP, "timeout": TIMEOUT_HELP,
-            "plan": "print each step's plan in order (later steps say what waits on earlier ones); change nothing"})
 def up(c, inventory: str | None = None, plan: bool = False, timeout: int = 600):
-    """The whole seed flow in order: setup-registry, setup-nfs, build-images, deploy, scale, write-v2, verify."""
     from labkit import flows_kube
 
     result = _run(c, inventory, lambda inv: flows_kube.up(inv, plan=plan, timeout=timeout))
@@ -193,7 +201,13 @@ def up(c, inventory: str | None = None, plan: bool = False, timeout: int = 600):
         _judge(result.verify)
 
 
-ns = Collection(setup_cluster, setup_registry, setup_nfs, build_images, doctor, deploy, scale, write_v2, verify, status,
+# The help names the steps from their one declaration (labkit/pipeline.py).
+up.__doc__ = f"The whole seed flow in order: {pipeline.summary()} (each when the inventory asks for it)."
+up = task(help={"inventory": INVENTORY_HELP, "timeout": TIMEOUT_HELP,
+            "plan": "print each step's plan in order (later steps say what waits on earlier ones); change nothing"})(up)
+
+
+ns = Collection(setup_cluster, setup_registry, setup_nfs, mirror_images, build_images, doctor, deploy, scale, write_v2, verify, status,
                 teardown, up)
 # Invoke only lets INVOKE_* env vars override keys that exist in the defaults.
 ns.configure({"lab": {"inventory": DEFAULT_INVENTORY}})

@@ -25,17 +25,16 @@ from nfs_fuse import dd_pair, sh
 REPO = Path(__file__).resolve().parents[1]
 
 
-def steps():
-    from labkit import flows, flows_kube
+def steps(inv):
+    """`invoke up`'s steps (labkit/pipeline.py) but setup-cluster: the fixture made the cluster."""
+    from labkit import pipeline
 
-    return [("setup-registry", flows.setup_registry), ("setup-nfs", flows.setup_nfs),
-            ("build-images", flows.build_images), ("deploy", flows_kube.deploy),
-            ("scale", flows_kube.scale), ("write-v2", flows_kube.write_v2), ("verify", flows_kube.verify)]
+    return [(s.name, lambda inv, s=s: s.run(inv, 600)) for s in pipeline.steps(inv) if s.name != "setup-cluster"]
 
 
 def run_flow(inv) -> tuple[float, list[tuple[str, float, int]]]:
     rows, t_all = [], time.monotonic()
-    for name, fn in steps():
+    for name, fn in steps(inv):
         t0 = time.monotonic()
         res = fn(inv)
         dt = time.monotonic() - t0

@@ -22,7 +22,7 @@ def main() -> None:
     p.add_argument("--verbose", action="store_true", help="print labkit's output too")
     args = p.parse_args()
     quiet_ui(args.verbose)
-    from labkit import flows, flows_kube
+    from labkit import flows_kube, pipeline
     from labkit.inventory import load
     from labkit.remote import connect
 
@@ -30,9 +30,9 @@ def main() -> None:
     with fresh_twin("lbscale", "10.213.43.0/24") as cfg:
         inv = load(str(cfg.inventory_path))
         t0 = time.monotonic()
-        for step in (flows.setup_registry, flows.setup_nfs, flows.build_images, flows_kube.deploy,
-                     flows_kube.scale, flows_kube.write_v2):
-            step(inv)
+        for step in pipeline.steps(inv):  # `invoke up`'s steps but the cluster (made) and verify (below)
+            if step.name not in ("setup-cluster", "verify"):
+                step.run(inv, 600)
         print(f"seed flow to 10 replicas: {time.monotonic() - t0:.1f}s", flush=True)
         for n in sorted(args.replicas):
             t0 = time.monotonic()

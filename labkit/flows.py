@@ -350,6 +350,16 @@ def doctor_rows(inv, h, f: dict, conn: HostConnection) -> list[list[str]]:
     return rows
 
 
+def _within_one_minor(version: str, want: str) -> bool:
+    """kubectl's version skew policy: within one minor version of the API server."""
+    try:
+        major, minor = (int(x) for x in version.lstrip("v").split(".")[:2])
+        want_major, want_minor = (int(x) for x in want.lstrip("v").split(".")[:2])
+    except ValueError:
+        return False
+    return major == want_major and abs(minor - want_minor) <= 1
+
+
 def _cluster_rows(inv, h, f: dict) -> list[list[str]]:
     """Doctor's rows for a cluster labkit makes: the tools' versions, and whether this host is in
     the cluster, with kubeadm's own error when its init or join failed."""
@@ -361,9 +371,11 @@ def _cluster_rows(inv, h, f: dict) -> list[list[str]]:
     else:
         have = {"kubeadm": v.kubeadm, "kubelet": v.kubelet, "kubectl": v.kubectl, "containerd": v.containerd}
         wrong = [f"{tool} {found or 'missing'}" for tool, found in have.items()
-                 if found is None or (tool != "containerd" and found != want)]
+                 if found is None or (tool in ("kubeadm", "kubelet") and found != want)
+                 or (tool == "kubectl" and not _within_one_minor(found, want))]
         rows.append([h.name, "kubernetes tools", "failed" if wrong else "ok",
-                     f"{', '.join(wrong)} (want {want}): `invoke setup-cluster` installs them" if wrong
+                     f"{', '.join(wrong)} (want {want}; kubectl within one minor): `invoke setup-cluster` "
+                     "installs them" if wrong
                      else ", ".join(f"{tool} {found}" for tool, found in have.items())])
     m, errors = f["membership"], f["kubeadm"]
     control_plane = h.name == inv.control_plane.name

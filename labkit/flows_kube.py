@@ -478,28 +478,23 @@ class UpResult:
 
 
 def up(inv, *, plan: bool = False, timeout: int = DEFAULT_TIMEOUT) -> UpResult:
-    """The seed flow in order: setup-cluster (when ``kubernetes.cluster.create``), setup-registry,
-    setup-nfs, build-images, deploy, scale, write-v2, verify.
+    """The seed flow in ``pipeline.SEED``'s order (the steps the inventory asks for).
 
     Applied, it stops at the first failing step and returns verify's report (the caller judges it).
     With ``plan`` every step prints its plan and nothing changes: see ``plan_up``.
     """
-    from labkit import flows, flows_cluster  # imported here so tests can replace them on the module
+    from labkit import pipeline
 
     if plan:
         return plan_up(inv)
-    done = []
-    if inv.kubernetes.cluster.create:  # the inventory asks labkit to make the cluster first
-        flows_cluster.setup_cluster(inv)
-        done.append("setup-cluster")
-    flows.setup_registry(inv)
-    flows.setup_nfs(inv)
-    flows.build_images(inv)
-    deploy(inv, timeout=timeout)
-    scale(inv, timeout=timeout)
-    write_v2(inv)
-    done += ["setup-registry", "setup-nfs", "build-images", "deploy", "scale", "write-v2"]
-    return UpResult({s: "applied" for s in done}, verify(inv))
+    done, report = [], None
+    for step in pipeline.steps(inv):
+        result = step.run(inv, timeout)
+        if step.name == "verify":
+            report = result
+        else:
+            done.append(step.name)
+    return UpResult({s: "applied" for s in done}, report)
 
 
 def _pending(report: RunReport | None) -> str:
@@ -510,7 +505,7 @@ def plan_up(inv) -> UpResult:
     """Each step's plan in order, changing nothing. A step whose facts only exist once an earlier
     step is applied (no registry yet, no StatefulSet yet) is not planned against the lab: it says
     what it would do once that step is applied, from the inventory, and planning goes on."""
-    from labkit import flows, flows_cluster
+    from labkit import flows, flows_cluster, flows_images
 
     steps: dict[str, str] = {}
     r = inv.kubernetes.rollout
@@ -529,6 +524,15 @@ def plan_up(inv) -> UpResult:
     registry_pending = any(p.operation == "registry container" and not p.no_change
                            for p in reg.report.hosts[reg_host].plans)
     web = inv.images.web
+    if inv.images.mirror:
+        if registry_pending:
+            steps["mirror-images"] = "after setup-registry"
+            ui.line(reg_host, "mirror-images", "would change (after setup-registry)",
+                    f"plan depends on setup-registry being applied (the registry {inv.registry_address} is not "
+                    "running yet); then tags and pushes the images the registry lacks: "
+                    + ", ".join(w.mirror for w in flows_images.wanted_images(inv)))
+        else:
+            steps["mirror-images"] = _pending(flows_images.mirror_images(inv, plan=True).report)
     if registry_pending:
         steps["build-images"] = "after setup-registry"
         ui.line(reg_host, "build-images", "would change (after setup-registry)",

@@ -226,3 +226,18 @@ def test_doctor_kubectl_and_nodes():
     assert rows["registry container registry"] == ("failed", "no container registry on master: run `invoke setup-registry`")
     assert rows["kubectl"][0] == "failed"
     assert rows["nodes Ready"] == ("failed", "not Ready: node02 (check kubelet: journalctl -u kubelet)")
+
+
+@pytest.mark.parametrize("kubectl, ok", [("v1.37.1", True), ("v1.36.9", True), ("v1.38.0", True),
+                                          ("v1.35.0", False), ("v2.37.2", False), (None, False)])
+def test_doctor_allows_kubectl_within_one_minor_of_the_cluster(kubectl, ok):
+    from labkit.facts.cluster import Kubeconfig, Membership, Versions
+
+    from labkit.inventory import parse
+
+    text = (Path(__file__).resolve().parents[2] / "hosts.yaml").read_text()
+    inv = parse(text.replace("kubernetes:\n", "kubernetes:\n  cluster: {create: true}\n", 1), "hosts.yaml")
+    f = {"versions": Versions("v1.37.2", "v1.37.2", kubectl, "2.2.9"),
+         "membership": Membership(Kubeconfig("https://192.168.20.6:6443", None), None), "kubeadm": []}
+    rows = {r[1]: r[2] for r in flows._cluster_rows(inv, doctor_host("master"), f)}
+    assert rows["kubernetes tools"] == ("ok" if ok else "failed") and rows["control plane"] == "ok"

@@ -204,3 +204,16 @@ def test_every_task_turns_a_bad_inventory_into_clean_lines_naming_the_file(name,
 def test_the_bad_inventory_test_covers_every_lab_task():
     assert {"up", "deploy", "scale", "verify", "setup-cluster", "teardown"} <= {n.replace("_", "-")
                                                                                 for n in LAB_TASKS}
+
+
+def test_the_seed_pipeline_is_declared_once_in_order(inventory):
+    from labkit import inventory as inventory_mod, pipeline
+
+    inv = inventory_mod.load(inventory)
+    assert [s.name for s in pipeline.steps(inv)] == ["setup-registry", "setup-nfs", "build-images", "deploy",
+                                                     "scale", "write-v2", "verify"]
+    offline = inventory_mod.parse(inventory.read_text().replace("images:\n", "images:\n  mirror: true\n", 1)
+                                  .replace("kubernetes:\n", "kubernetes:\n  cluster: {create: true}\n", 1),
+                                  str(inventory))
+    assert [s.name for s in pipeline.steps(offline)] == [s.name for s in pipeline.SEED]
+    assert tasks.up.__doc__.startswith(f"The whole seed flow in order: {pipeline.summary()}")
