@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import posixpath
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 from labkit import validate
 from labkit.errors import OperationError
 from labkit.operations.base import Command
+from labkit.shell import quote
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "write-content"
 
@@ -108,7 +108,7 @@ def write_command(targets: list[Target], local_export: str, *, check: bool = Fal
         args += [t.directory, t.content]
     text = script.read_text()
     # sh -c SCRIPT NAME ARGS...: $0 is NAME, the pairs are $1.. ; every piece is quoted.
-    command = "sh -c " + shlex.quote(text) + " write-content " + " ".join(shlex.quote(a) for a in args)
+    command = "sh -c " + quote(text) + " write-content " + " ".join(quote(a) for a in args)
     return Command(command, sudo=True,
                    description=("check" if check else "write") + f" index.html in {len(targets)} PV director{'y' if len(targets) == 1 else 'ies'}")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +22,7 @@ from labkit.operations import kube as kube_ops
 from labkit.operations.base import Command
 from labkit.remote import HostConnection, close_all, command_counts, connect
 from labkit.runner import RunReport, Step, describe, gather, run
+from labkit.shell import quote
 
 DEFAULT_TIMEOUT = 600
 
@@ -461,7 +461,7 @@ def teardown(inv, *, purge: bool = False, yes: bool = False, plan: bool = False)
             if plan:
                 ui.line(server.name, "purge NFS data", "would change", f"remove {len(dirs)} PV directories")
             else:
-                server.run("rm -rf -- " + " ".join(shlex.quote(d) for d in dirs), sudo=True)
+                server.run("rm -rf -- " + " ".join(quote(d) for d in dirs), sudo=True)
                 ui.line(server.name, "purge NFS data", "changed", f"removed {len(dirs)} PV directories")
         return result
     finally:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import getpass
 import io
 import os
-import shlex
 import socket
 import sys
 import tempfile
@@ -41,12 +40,13 @@ from paramiko.ssh_exception import (
 )
 
 from labkit.errors import HostError, LabkitError
+from labkit.shell import quote
 
 SUDO_PASSWORD_ENV = "LABKIT_SUDO_PASSWORD"
 
-# Paths and values that reach a remote shell are quoted; this alias keeps call
-# sites short and greppable.
-q = shlex.quote
+# Paths and values that reach a remote shell are quoted (labkit.shell.quote); the short name
+# keeps call sites greppable.
+q = quote
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,13 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
-import shlex
 from dataclasses import asdict, dataclass, field
 from urllib.parse import urlsplit
 
 from labkit.errors import OperationError
 from labkit.expected import Expected
 from labkit.operations.base import Command
+from labkit.shell import quote
 
 # What a curl exit code means, for the table.
 CURL_ERRORS = {6: "cannot resolve host", 7: "connection refused", 28: "timed out",
@@ -41,14 +41,14 @@ def curl_all_command(pod_ips, port: int = 80, timeout: int = 5) -> Command:
     t = int(timeout)
     script = (
         'd=$(mktemp -d) || exit 1; trap \'rm -rf "$d"\' EXIT; n=0; '
-        f'for u in {" ".join(shlex.quote(u) for u in urls)}; do n=$((n+1)); '
+        f'for u in {" ".join(quote(u) for u in urls)}; do n=$((n+1)); '
         f'( code=$(curl -s -o "$d/$n.body" -w \'%{{http_code}}\' --connect-timeout {t} -m {t} "$u"); rc=$?; '
         'printf \'%s\\t%s\\t%s\\t\' "$u" "${code:-000}" "$rc" > "$d/$n.head" ) & '
         'done; wait; i=0; '
         'while [ $i -lt $n ]; do i=$((i+1)); cat "$d/$i.head"; '
         'if [ -s "$d/$i.body" ]; then base64 -w0 < "$d/$i.body"; fi; printf \'\\n\'; done'
     )
-    return Command("sh -c " + shlex.quote(script), sudo=False,
+    return Command("sh -c " + quote(script), sudo=False,
                    description=f"curl {len(urls)} pod(s) from the control plane")
 
 

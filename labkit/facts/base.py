@@ -1,7 +1,7 @@
 """A fact is a shell command plus a parser of its output (pyinfra's shape).
 
 Facts are pure: ``command()`` builds the string (every argument quoted with
-``shlex.quote``), ``process()`` turns the recorded output into data. Gathering
+``labkit.shell.quote``), ``process()`` turns the recorded output into data. Gathering
 them on hosts is ``labkit.remote``'s job; tests feed recorded outputs straight
 to ``process()``.
 """

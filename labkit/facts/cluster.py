@@ -9,7 +9,6 @@ import base64
 import hashlib
 import json
 import re
-import shlex
 from dataclasses import dataclass
 
 from cryptography import x509  # a dependency of paramiko, hence of fabric
@@ -17,6 +16,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from labkit.errors import OperationError
 from labkit.facts.base import Fact, FactResult
+from labkit.shell import quote
 
 KUBE_DIR = "/etc/kubernetes"
 ADMIN_CONF = f"{KUBE_DIR}/admin.conf"
@@ -174,7 +174,7 @@ class ClusterMembership(Fact):
     sudo = True
 
     def build(self) -> str:
-        return (f"d={shlex.quote(self.directory)}; for f in admin.conf kubelet.conf; do "
+        return (f"d={quote(self.directory)}; for f in admin.conf kubelet.conf; do "
                 '[ -f "$d/$f" ] || continue; echo "## $f"; '
                 "grep -E '^[[:space:]]*(server|certificate-authority-data):' \"$d/$f\"; done; true")
 
@@ -283,8 +283,8 @@ class KubeadmErrors(Fact):
         self.log = log
 
     def build(self) -> str:
-        log = shlex.quote(self.log)
-        return (f"if [ -f {log} ]; then echo '## log'; grep -E {shlex.quote(KUBEADM_ERROR_LINES)} {log}; fi; true")
+        log = quote(self.log)
+        return (f"if [ -f {log} ]; then echo '## log'; grep -E {quote(KUBEADM_ERROR_LINES)} {log}; fi; true")
 
     def process(self, result: FactResult) -> list[str] | None:
         found = dict(_sections(result.stdout))

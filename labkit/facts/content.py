@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import shlex
 
 from labkit.errors import OperationError
 from labkit.facts.base import Fact, FactResult
+from labkit.shell import quote
 
 RECORDS = "/var/lib/labkit/content"
 
@@ -22,7 +22,7 @@ class WrittenContent(Fact):
         self.directory = directory
 
     def build(self) -> str:
-        d = shlex.quote(self.directory)
+        d = quote(self.directory)
         return f'for f in {d}/*; do [ -f "$f" ] && base64 -w0 "$f" && echo; done; true'
 
     def process(self, result: FactResult) -> dict[str, str]:

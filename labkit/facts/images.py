@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shlex
 
 from labkit import validate
 from labkit.errors import OperationError
 from labkit.facts.base import Fact, FactResult
 from labkit.facts.registry import _ADDR, _check
+from labkit.shell import quote
 
 # One JSON object per image: what labkit compares, not the whole inspect output.
 INSPECT_FORMAT = ('{"Id":{{json .Id}},"RepoTags":{{json .RepoTags}},"RepoDigests":{{json .RepoDigests}},'
@@ -41,7 +41,7 @@ class LocalImage(Fact):
         self.ref = validate.image_ref(ref)
 
     def build(self) -> str:
-        return f"docker image inspect --format {shlex.quote(INSPECT_FORMAT)} {shlex.quote(self.ref)}"
+        return f"docker image inspect --format {quote(INSPECT_FORMAT)} {quote(self.ref)}"
 
     def process(self, result: FactResult) -> dict | None:
         if result.exited == 127:
@@ -93,7 +93,7 @@ class RegistryManifest(Fact):
     def build(self) -> str:
         url = f"http://{self.address}/v2/{self.repository}/manifests/{self.tag}"
         accept = "Accept: " + ", ".join(MANIFEST_TYPES)
-        return f"curl -sS -i -m 10 -H {shlex.quote(accept)} {shlex.quote(url)}"
+        return f"curl -sS -i -m 10 -H {quote(accept)} {quote(url)}"
 
     def process(self, result: FactResult) -> dict | None:
         if result.exited != 0:

@@ -1,22 +1,18 @@
 """Kubernetes facts: ``kubectl ... -o json`` on the control-plane host, parsed to small dataclasses.
 
 kubectl runs as the SSH user (a kubeadm admin has ~/.kube/config; root has /root/.kube/config),
-so these facts do not use sudo. Every name and namespace is quoted with ``shlex.quote``.
+so these facts do not use sudo. Every name and namespace is quoted (``labkit.shell.quote``).
 """
 from __future__ import annotations
 
 import json
-import shlex
 from dataclasses import dataclass, field
 
 from labkit.errors import OperationError
 from labkit.facts.base import Fact, FactResult
+from labkit.shell import quote
 
 KUBECTL = "kubectl"
-
-
-def _q(*parts: str) -> str:
-    return " ".join(shlex.quote(str(p)) for p in parts)
 
 
 def _json(result: FactResult, what: str):
@@ -113,7 +109,7 @@ class StatefulSetPods(KubectlFact):
         self.namespace, self.name, self.label = namespace, name, label
 
     def build(self) -> str:
-        return f"{KUBECTL} get pods -n {_q(self.namespace)} -l {_q('app=' + self.label)} -o json"
+        return f"{KUBECTL} get pods -n {quote(self.namespace)} -l {quote('app=' + self.label)} -o json"
 
     def process(self, result: FactResult) -> list[Pod]:
         pods = []
@@ -122,7 +118,6 @@ class StatefulSetPods(KubectlFact):
             if any(o.get("kind") == "StatefulSet" and o.get("name") == self.name for o in owners):
                 pods.append(parse_pod(obj))
         return sorted(pods, key=lambda p: (p.ordinal is None, p.ordinal or 0, p.name))
-
 
 
 def pods_not_yet_matching(pods: list[Pod], replicas: int) -> list[str]:
@@ -169,7 +164,7 @@ class PVCs(KubectlFact):
         self.namespace, self.prefix = namespace, prefix
 
     def build(self) -> str:
-        return f"{KUBECTL} get pvc -n {_q(self.namespace)} -o json"
+        return f"{KUBECTL} get pvc -n {quote(self.namespace)} -o json"
 
     def process(self, result: FactResult) -> list[PVC]:
         out = []
@@ -281,7 +276,7 @@ class StatefulSetFact(KubectlFact):
         self.namespace, self.name = namespace, name
 
     def build(self) -> str:
-        return (f"{KUBECTL} get statefulset {_q(self.name)} -n {_q(self.namespace)} "
+        return (f"{KUBECTL} get statefulset {quote(self.name)} -n {quote(self.namespace)} "
                 "-o json --ignore-not-found")
 
     def process(self, result: FactResult) -> StatefulSetState | None:
@@ -298,7 +293,7 @@ class ControllerRevisions(KubectlFact):
         self.namespace, self.name, self.label = namespace, name, label
 
     def build(self) -> str:
-        return f"{KUBECTL} get controllerrevisions -n {_q(self.namespace)} -l {_q('app=' + self.label)} -o json"
+        return f"{KUBECTL} get controllerrevisions -n {quote(self.namespace)} -l {quote('app=' + self.label)} -o json"
 
     def process(self, result: FactResult) -> dict[str, str | None]:
         out = {}
@@ -409,8 +404,8 @@ class Objects(KubectlFact):
         self.refs = [resource_ref(o) for o in objects]
 
     def build(self) -> str:
-        ns = f" -n {_q(self.namespace)}" if self.namespace else ""
-        return f"{KUBECTL} get {_q(*self.refs)}{ns} -o json --ignore-not-found"
+        ns = f" -n {quote(self.namespace)}" if self.namespace else ""
+        return f"{KUBECTL} get {quote(*self.refs)}{ns} -o json --ignore-not-found"
 
     def process(self, result: FactResult) -> dict:
         out = {}
@@ -437,7 +432,7 @@ class NamespaceFact(KubectlFact):
         self.name = name
 
     def build(self) -> str:
-        return f"{KUBECTL} get namespace {_q(self.name)} -o json --ignore-not-found"
+        return f"{KUBECTL} get namespace {quote(self.name)} -o json --ignore-not-found"
 
     def process(self, result: FactResult) -> Namespace | None:
         items = _items(_json(result, "namespace"))
@@ -466,7 +461,7 @@ class Blocker:
 
 def fix_for(reason: str | None, message: str | None, namespace: str = "default") -> str | None:
     """What the user can do about a blocking event (None: nothing labkit can say)."""
-    msg, ns = message or "", "" if namespace == "default" else f" -n {shlex.quote(namespace)}"
+    msg, ns = message or "", "" if namespace == "default" else f" -n {quote(namespace)}"
     if "server gave HTTP response to HTTPS client" in msg:
         return "the node's container runtime does not trust the lab registry: run `invoke setup-registry`"
     if reason in ("ErrImagePull", "ImagePullBackOff", "Failed") and "pull" in msg.lower():
@@ -525,7 +520,7 @@ class WaitBlockers(KubectlFact):
         self.namespace, self.pod_prefixes, self.pvc_prefix = namespace, tuple(pod_prefixes), pvc_prefix
 
     def build(self) -> str:
-        return f"{KUBECTL} get pods,pvc,events -n {_q(self.namespace)} -o json"
+        return f"{KUBECTL} get pods,pvc,events -n {quote(self.namespace)} -o json"
 
     def process(self, result: FactResult) -> list[Blocker]:
         items = _items(_json(result, "pods, PVCs and events"))
@@ -625,7 +620,7 @@ class RolloutFact(KubectlFact):
         self.kind, self.name, self.namespace = kind, name, namespace
 
     def build(self) -> str:
-        return f"{KUBECTL} get {_q(self.kind + '/' + self.name)} -n {_q(self.namespace)} -o json"
+        return f"{KUBECTL} get {quote(self.kind + '/' + self.name)} -n {quote(self.namespace)} -o json"
 
     def process(self, result: FactResult) -> Rollout | None:
         if result.exited != 0:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-import shlex
 
 from labkit.facts.base import Fact, FactResult
 from labkit.facts.os import FileContent
+from labkit.shell import quote
 
 EXPORTS = "/etc/exports"
 GANESHA_CONF = "/etc/ganesha/ganesha.conf"
@@ -94,7 +94,7 @@ class Showmount(Fact):
         self.server = server
 
     def build(self) -> str:
-        return f"showmount -e {shlex.quote(self.server)} 2>&1"
+        return f"showmount -e {quote(self.server)} 2>&1"
 
     def process(self, result: FactResult) -> dict:
         if result.exited != 0:

@@ -5,6 +5,7 @@ import shlex
 from dataclasses import dataclass
 
 from labkit.facts.base import Fact, FactResult
+from labkit.shell import quote
 
 ABSENT_EXIT = 3  # exit code our file-reading commands use for "no such file"
 
@@ -61,7 +62,7 @@ class FileContent(Fact):
     sudo = True
 
     def build(self) -> str:
-        p = shlex.quote(self.path)
+        p = quote(self.path)
         return f"[ -e {p} ] || exit {ABSENT_EXIT}; cat {p}"
 
     def process(self, result: FactResult) -> str | None:
@@ -77,7 +78,7 @@ class DirExists(Fact):
     ok_exit_codes = (0, 1)
 
     def build(self) -> str:
-        return f"test -d {shlex.quote(self.path)}"
+        return f"test -d {quote(self.path)}"
 
     def process(self, result: FactResult) -> bool:
         return result.exited == 0
@@ -101,7 +102,7 @@ class InstalledPackages(Fact):
     def build(self) -> str:
         checks = []
         for n in _names(self.names):
-            qn = shlex.quote(n)
+            qn = quote(n)
             checks.append(
                 f"if dpkg-query -W -f='${{Status}}' {qn} 2>/dev/null | grep -q 'ok installed' "
                 f"|| rpm -q {qn} >/dev/null 2>&1; then echo {qn} yes; else echo {qn} no; fi"
@@ -135,8 +136,8 @@ class AptIndex(Fact):
     lists: str = APT_LISTS
 
     def build(self) -> str:
-        d = shlex.quote(self.lists)
-        pkgs = " ".join(shlex.quote(n) for n in _names(self.names))
+        d = quote(self.lists)
+        pkgs = " ".join(quote(n) for n in _names(self.names))
         return (f"command -v apt-cache >/dev/null 2>&1 || exit 0; set -- {d}/*_Packages*; "
                 f"if [ -e \"$1\" ]; then echo lists=yes; else echo lists=no; fi; "
                 # Empty cache paths: apt-cache builds its cache in memory instead of rewriting
@@ -167,7 +168,7 @@ class Which(Fact):
 
     def build(self) -> str:
         return "; ".join(
-            f"printf '%s %s\\n' {shlex.quote(n)} \"$(command -v {shlex.quote(n)} || echo -)\""
+            f"printf '%s %s\\n' {quote(n)} \"$(command -v {quote(n)} || echo -)\""
             for n in _names(self.names)
         )
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 
 from labkit.facts.base import Fact, FactResult
+from labkit.shell import quote
 
 _REPO = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -38,7 +38,7 @@ class RegistryContainer(Fact):
         self.name = name
 
     def build(self) -> str:
-        return f"docker inspect --type container {shlex.quote(self.name)} 2>/dev/null"
+        return f"docker inspect --type container {quote(self.name)} 2>/dev/null"
 
     def process(self, result: FactResult) -> dict | None:
         data = _json_or_none(result)
@@ -65,7 +65,7 @@ class RegistryContainer(Fact):
 
 def _curl(url: str) -> str:
     # -m: a registry that accepts but never answers must not hang the step.
-    return f"curl -fsS -m 10 {shlex.quote(url)}"
+    return f"curl -fsS -m 10 {quote(url)}"
 
 
 class RegistryPing(Fact):
@@ -127,12 +127,12 @@ class RegistryImageConfig(Fact):
     def build(self) -> str:
         base = f"http://{self.address}/v2/{self.repository}"
         return (
-            f"m=$(curl -fsS -m 10 -H {shlex.quote('Accept: ' + MANIFEST_ACCEPT)} "
-            f"{shlex.quote(base + '/manifests/' + self.tag)} 2>/dev/null) || exit 22; "
+            f"m=$(curl -fsS -m 10 -H {quote('Accept: ' + MANIFEST_ACCEPT)} "
+            f"{quote(base + '/manifests/' + self.tag)} 2>/dev/null) || exit 22; "
             "d=$(printf '%s' \"$m\" | tr -d ' \\n\\t' | "
             "sed -n 's/.*\"config\":{[^}]*\"digest\":\"\\(sha256:[0-9a-f]*\\)\".*/\\1/p'); "
             "[ -n \"$d\" ] || exit 3; "
-            f"curl -fsS -m 10 {shlex.quote(base + '/blobs/')}\"$d\""
+            f"curl -fsS -m 10 {quote(base + '/blobs/')}\"$d\""
         )
 
     def process(self, result: FactResult) -> dict | None:

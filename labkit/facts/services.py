@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import re
-import shlex
 from dataclasses import dataclass
 
 from labkit.facts.base import Fact, FactResult
+from labkit.shell import quote
 
 _UNIT = re.compile(r"^[A-Za-z0-9@._:-]+$")
 
@@ -30,7 +30,7 @@ class ServiceState(Fact):
         unit_name(self.unit)  # refuse a hostile name when the fact is made, not when sent
 
     def build(self) -> str:
-        u = shlex.quote(unit_name(self.unit))
+        u = quote(unit_name(self.unit))
         return (f"printf 'active=%s\\n' \"$(systemctl is-active {u} 2>/dev/null)\"; "
                 f"printf 'enabled=%s\\n' \"$(systemctl is-enabled {u} 2>/dev/null)\"")
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-import shlex
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -30,6 +29,7 @@ from labkit.facts.containerd import CONFIG_TOML, lookup, table_name
 from labkit.operations import containerd
 from labkit.operations.base import Command, PutFile
 from labkit.operations.containerd import restart as restart_containerd
+from labkit.shell import quote
 
 API_PORT = 6443
 CRI_SOCKET = "unix:///run/containerd/containerd.sock"
@@ -47,10 +47,6 @@ KUBEADM_JOIN_PHASES = (
 )
 TOKEN_CREATE = Command(f"kubeadm token create --kubeconfig {ADMIN_CONF} --ttl 30m --print-join-command",
                        description="a bootstrap token for the workers (valid 30 minutes)")
-
-
-def _q(value) -> str:
-    return shlex.quote(str(value))
 
 
 def _is_ip(address: str) -> bool:
@@ -252,12 +248,12 @@ def _debian_kube_packages(version: str, minor: str) -> Iterator[Command | PutFil
     # The steps of kubernetes.io's "Installing kubeadm" for Debian-based distributions.
     yield Command("apt-get update && " + f"{APT_INSTALL} apt-transport-https ca-certificates curl gpg",
                   description="what the Kubernetes apt repository needs")
-    yield Command(f"mkdir -p -m 755 /etc/apt/keyrings && curl -fsSL {_q(_apt_repo(minor) + 'Release.key')} "
+    yield Command(f"mkdir -p -m 755 /etc/apt/keyrings && curl -fsSL {quote(_apt_repo(minor) + 'Release.key')} "
                   f"| gpg --dearmor --yes -o {APT_KEYRING}", description=f"pkgs.k8s.io signing key ({minor})")
     yield PutFile(APT_SOURCE, f"deb [signed-by={APT_KEYRING}] {_apt_repo(minor)} /\n",
                   description=f"Kubernetes {minor} apt repository")
     # '1.37.2-*': the repository's package revision (1.37.2-1.1) is not the inventory's business.
-    pinned = " ".join(_q(f"{name}={version.lstrip('v')}-*") for name in KUBE_PACKAGES)
+    pinned = " ".join(quote(f"{name}={version.lstrip('v')}-*") for name in KUBE_PACKAGES)
     yield Command(f"apt-get update && {APT_INSTALL} --allow-downgrades --allow-change-held-packages {pinned}",
                   description=f"install {', '.join(KUBE_PACKAGES)} {version}")
     yield Command(f"apt-mark hold {' '.join(KUBE_PACKAGES)}", description="hold them at this version")
@@ -269,7 +265,7 @@ def _rhel_kube_packages(version: str, minor: str) -> Iterator[Command | PutFile]
             f"gpgkey={_rpm_repo(minor)}repodata/repomd.xml.key\n"
             "exclude=kubelet kubeadm kubectl cri-tools kubernetes-cni\n")
     yield PutFile(YUM_REPO, repo, description=f"Kubernetes {minor} yum repository")
-    pinned = " ".join(_q(f"{name}-{version.lstrip('v')}") for name in KUBE_PACKAGES)
+    pinned = " ".join(quote(f"{name}-{version.lstrip('v')}") for name in KUBE_PACKAGES)
     yield Command(_dnf(f"install --disableexcludes=kubernetes {pinned}"),
                   description=f"install {', '.join(KUBE_PACKAGES)} {version}")
     yield Command("systemctl enable kubelet", description="enable the kubelet (kubeadm starts it)")
@@ -374,7 +370,7 @@ def prepare_host(*, host: str, control_plane: bool, family: str, versions: Versi
 
 def _logged(command: str, log: str) -> str:
     """Run ``command`` into ``log``; on failure print kubeadm's own error lines (else the log's tail)."""
-    return (f"{command} > {log} 2>&1 || {{ grep -E {shlex.quote(KUBEADM_ERROR_LINES)} {log} >&2 "
+    return (f"{command} > {log} 2>&1 || {{ grep -E {quote(KUBEADM_ERROR_LINES)} {log} >&2 "
             f"|| tail -n 25 {log} >&2; exit 1; }}")
 
 
@@ -442,7 +438,7 @@ def host_gw_routes(*, node: str, nodes: list[ClusterNode], routes: list[Route]) 
             continue
         cidr, gateway = _pod_cidr(other), _internal_ip(other)
         if via.get(cidr) != gateway:
-            yield Command(f"ip route replace {_q(cidr)} via {_q(gateway)}",
+            yield Command(f"ip route replace {quote(cidr)} via {quote(gateway)}",
                           description=f"route to {other.name}'s pods {cidr} via {gateway}")
 
 
@@ -452,7 +448,7 @@ def forward_pod_traffic(*, pod_subnet: str, rules: list[str] | None) -> Iterator
         return  # no iptables on the host: nothing there filters forwarded packets
     for flag in ("-s", "-d"):
         if f"-A FORWARD {flag} {pod_subnet} -j ACCEPT" not in rules:
-            yield Command(f"iptables -w -A FORWARD {flag} {_q(pod_subnet)} -j ACCEPT",
+            yield Command(f"iptables -w -A FORWARD {flag} {quote(pod_subnet)} -j ACCEPT",
                           description=f"forward pod traffic ({flag} {pod_subnet})")
 
 

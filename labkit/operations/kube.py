@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 from typing import Iterator
 
 import yaml
@@ -16,13 +15,10 @@ from labkit import manifests
 from labkit.errors import OperationError
 from labkit.facts.kube import PV, PVC, Namespace, StatefulSetState, resource_ref
 from labkit.operations.base import Command, PutFile
+from labkit.shell import quote
 
 # Where the rendered manifests are uploaded on the control plane before `kubectl apply -f`.
 REMOTE_MANIFEST = "/var/lib/labkit/manifests.yaml"
-
-
-def _q(value) -> str:
-    return shlex.quote(str(value))
 
 
 def subset_differences(desired, live, path: str = "") -> list[str]:
@@ -90,11 +86,11 @@ def apply_manifests(objects: list[dict], current: dict, remote_path: str = REMOT
         if obj["kind"] == "StorageClass" and diffs != ["missing"]:
             # provisioner, parameters and reclaimPolicy are immutable: apply would be refused.
             # Recreating the class leaves existing PVs and their data alone.
-            yield Command(f"kubectl delete {_q(resource_ref(obj))} --ignore-not-found", sudo=False,
+            yield Command(f"kubectl delete {quote(resource_ref(obj))} --ignore-not-found", sudo=False,
                           description=f"recreate StorageClass/{obj['metadata']['name']} ({', '.join(diffs)} are immutable)")
     yield PutFile(path=remote_path, content=yaml.safe_dump_all([o for o, _ in changed], sort_keys=False),
                   mode=0o644, description=f"upload manifests: {names}")
-    yield Command(f"kubectl apply -f {_q(remote_path)}", sudo=False, description=f"kubectl apply: {applied}")
+    yield Command(f"kubectl apply -f {quote(remote_path)}", sudo=False, description=f"kubectl apply: {applied}")
 
 
 def create_namespace(namespace: dict, live: Namespace | None) -> Iterator[Command]:
@@ -112,7 +108,7 @@ def create_namespace(namespace: dict, live: Namespace | None) -> Iterator[Comman
         return
     label = ", ".join(f"{k}={v}" for k, v in (namespace["metadata"].get("labels") or {}).items())
     body = json.dumps(namespace, separators=(",", ":"), sort_keys=True)
-    yield Command(f"printf '%s\\n' {_q(body)} | kubectl create -f -", sudo=False,
+    yield Command(f"printf '%s\\n' {quote(body)} | kubectl create -f -", sudo=False,
                   description=f"create namespace {name}" + (f" ({label})" if label else ""))
 
 
@@ -152,7 +148,7 @@ def scale_and_rollout(sts: StatefulSetState | None, replicas: int, image: str, p
         + [f"image {sts.image} -> {image}"] * ("template" in spec)
         + [f"partition {sts.partition} -> {partition}"] * ("updateStrategy" in spec))
     yield Command(
-        f"kubectl patch statefulset {_q(sts.name)} -n {_q(namespace)} --type=strategic -p {_q(patch)}",
+        f"kubectl patch statefulset {quote(sts.name)} -n {quote(namespace)} --type=strategic -p {quote(patch)}",
         sudo=False, description=f"statefulset/{sts.name}: {what}")
 
 
@@ -178,30 +174,30 @@ def teardown(objects: list[dict], current: dict, pvcs: list[PVC], pvs: list[PV],
     namespaced = [o for o in doomed if o["metadata"].get("namespace")]
     cluster = [o for o in doomed if not o["metadata"].get("namespace")]
     if namespaced:
-        yield Command("kubectl delete " + " ".join(_q(resource_ref(o)) for o in namespaced)
-                      + f" -n {_q(namespace)} --ignore-not-found --wait=true", sudo=False,
+        yield Command("kubectl delete " + " ".join(quote(resource_ref(o)) for o in namespaced)
+                      + f" -n {quote(namespace)} --ignore-not-found --wait=true", sudo=False,
                       description="delete " + ", ".join(resource_ref(o) for o in namespaced))
     if not purge:
         return
     if pvcs:
-        yield Command("kubectl delete " + " ".join(_q(f"pvc/{c.name}") for c in pvcs)
-                      + f" -n {_q(namespace)} --ignore-not-found --wait=true", sudo=False,
+        yield Command("kubectl delete " + " ".join(quote(f"pvc/{c.name}") for c in pvcs)
+                      + f" -n {quote(namespace)} --ignore-not-found --wait=true", sudo=False,
                       description=f"delete {len(pvcs)} PVC(s)")
     claimed = {c.name for c in pvcs}
     mine = [v for v in pvs if v.claim_namespace == namespace and v.claim_name in claimed]
     if mine:
         # reclaimPolicy Retain keeps a PV after its claim is gone: delete it explicitly.
-        yield Command("kubectl delete " + " ".join(_q(f"pv/{v.name}") for v in mine)
+        yield Command("kubectl delete " + " ".join(quote(f"pv/{v.name}") for v in mine)
                       + " --ignore-not-found --wait=true", sudo=False,
                       description=f"delete {len(mine)} PV(s)")
     if cluster:
-        yield Command("kubectl delete " + " ".join(_q(resource_ref(o)) for o in cluster)
+        yield Command("kubectl delete " + " ".join(quote(resource_ref(o)) for o in cluster)
                       + " --ignore-not-found", sudo=False,
                       description="delete " + ", ".join(resource_ref(o) for o in cluster))
     if (live_namespace is not None and live_namespace.name == namespace and not live_namespace.deleting
             and manifests.made_by_labkit(live_namespace.labels)):
         # last: after the claims and volumes above (a PV of the Retain class outlives its namespace)
-        yield Command(f"kubectl delete namespace {_q(namespace)} --ignore-not-found --wait=true --timeout=300s",
+        yield Command(f"kubectl delete namespace {quote(namespace)} --ignore-not-found --wait=true --timeout=300s",
                       sudo=False, description=f"delete namespace {namespace} (labkit created it)")
 
 

@@ -23,6 +23,7 @@ from typing import Iterator
 from labkit import validate
 from labkit.errors import OperationError
 from labkit.operations.base import Command, PutFile
+from labkit.shell import quote
 
 DOCKER_HUB = "docker.io"
 
@@ -200,8 +201,8 @@ def same_content(remote: dict | None, *, mirror: str, image: dict | None = None,
 
 def missing_error(missing: list[Wanted], host: str, registry: str, archive: Archive | None) -> OperationError:
     where = f"not in {host}'s docker" + (f", not in {archive.path}" if archive else "")
-    names = " ".join(shlex.quote(w.source) for w in missing)
-    pulls = " && ".join(f"docker pull {shlex.quote(w.source)}" for w in missing)
+    names = " ".join(quote(w.source) for w in missing)
+    pulls = " && ".join(f"docker pull {quote(w.source)}" for w in missing)
     listing = "; ".join(f"{w.field} {w.source}" for w in missing)
     return OperationError(
         f"{listing}: {where} and not in the lab registry {registry}. On a machine with internet access run "

@@ -7,13 +7,13 @@ every other export as it was.
 from __future__ import annotations
 
 import re
-import shlex
 from typing import Iterator
 
 from labkit.errors import OperationError
 from labkit.facts.nfs import EXPORTS, GANESHA_CONF
 from labkit.operations.base import Command, PutFile
 from labkit.operations.packages import enable_and_start, install
+from labkit.shell import quote
 
 KERNEL_PACKAGES = {"rhel": ["nfs-utils", "rpcbind"], "debian": ["nfs-kernel-server"]}
 # nfs-server on Debian too: there nfs-kernel-server is only its alias, which cannot say whether
@@ -67,7 +67,7 @@ def open_firewall(firewall: dict | None) -> Iterator[Command]:
         return
     closed = [s for s in FIREWALL_SERVICES if s not in firewall["permanent"]]
     if closed:
-        adds = " ".join(f"--add-service={shlex.quote(s)}" for s in closed)
+        adds = " ".join(f"--add-service={quote(s)}" for s in closed)
         yield Command(f"firewall-cmd --permanent {adds}",
                       description=f"firewalld: open {', '.join(closed)} (default zone, permanent)")
     # Also when only the runtime lacks one: a run that stopped before its reload.
@@ -86,7 +86,7 @@ def kernel_server(*, export: str, clients: str, options: list[str], family: str,
             "to serve the export with userspace nfs-ganesha instead")
     yield from install(family, _family_packages(KERNEL_PACKAGES, family, "the NFS server"), installed, apt)
     if not export_exists:
-        yield Command(f"mkdir -p {shlex.quote(export)}", description=f"create {export}")
+        yield Command(f"mkdir -p {quote(export)}", description=f"create {export}")
     new = merge_exports(exports, export, export_line(export, clients, options))
     exports_changed = new != (exports or "")
     if exports_changed:
@@ -198,7 +198,7 @@ def ganesha_server(*, export: str, clients: str, options: list[str], family: str
                    apt: dict | None = None) -> Iterator[Command | PutFile]:
     yield from install(family, GANESHA_PACKAGES, installed, apt)
     if not export_exists:
-        yield Command(f"mkdir -p {shlex.quote(export)}", description=f"create {export}")
+        yield Command(f"mkdir -p {quote(export)}", description=f"create {export}")
     new = merge_ganesha(conf, export, clients, options)
     changed = new != (conf or "")
     if changed:

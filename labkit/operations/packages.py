@@ -2,11 +2,11 @@
 but skipping it keeps the plan honest and the run offline-safe)."""
 from __future__ import annotations
 
-import shlex
 from typing import Iterator
 
 from labkit.errors import OperationError
 from labkit.operations.base import Command
+from labkit.shell import quote
 
 # Wait this long for another apt/dpkg (unattended-upgrades on a fresh host) instead of failing at
 # once. apt >= 1.9.11 honours it; older apt ignores the option. It covers the dpkg lock only:
@@ -32,7 +32,7 @@ def install(family: str, names: list[str], installed: dict[str, bool],
     missing = [n for n in names if not installed.get(n)]
     if not missing:
         return
-    pkgs = " ".join(shlex.quote(n) for n in missing)
+    pkgs = " ".join(quote(n) for n in missing)
     if family == "debian":
         reason = _apt_update_reason(missing, apt)
         if reason:
@@ -55,7 +55,7 @@ def enable_and_start(unit: str, state: dict, *, restart: bool = False) -> Iterat
     """``systemctl enable`` / ``start`` (or ``restart`` when its config changed) as needed."""
     from labkit.facts.services import is_enabled, is_running, unit_name
 
-    u = shlex.quote(unit_name(unit))
+    u = quote(unit_name(unit))
     if not is_enabled(state):
         yield Command(f"systemctl enable {u}", description=f"enable {unit}")
     if restart:

@@ -7,9 +7,9 @@ journal, so the plan's failure says why and the host runs as it did before.
 """
 from __future__ import annotations
 
-import shlex
 
 from labkit.operations.base import Command
+from labkit.shell import quote
 
 BACKUP = ".labkit.bak"
 # The runtime's own words in its journal (not systemd's "Failed to start ..." lines about it).
@@ -19,9 +19,9 @@ _WHY = ("grep -vE '^(Failed to start|Started|Starting|Stopped|Stopping) |\\.serv
 
 def restart_or_roll_back(service: str, written: list[tuple[str, bool]], *, daemon_reload: bool = False) -> Command:
     """``written``: (path, existed before) for every file this apply wrote for ``service``."""
-    s = shlex.quote(service)
-    restore = "; ".join(f"cp -p {shlex.quote(path + BACKUP)} {shlex.quote(path)}" if existed
-                        else f"rm -f {shlex.quote(path)}" for path, existed in written)
+    s = quote(service)
+    restore = "; ".join(f"cp -p {quote(path + BACKUP)} {quote(path)}" if existed
+                        else f"rm -f {quote(path)}" for path, existed in written)
     reload = "systemctl daemon-reload; " if daemon_reload else ""
     command = (
         f"{reload}systemctl reset-failed {s} 2>/dev/null; "
