@@ -114,17 +114,16 @@ def setup_cluster(c, inventory: str | None = None, plan: bool = False, reset: bo
 TIMEOUT_HELP = "seconds to wait for each rollout (kubectl rollout status --timeout)"
 
 
-def _int_option(name: str, value, low: int = 0, high: int = 1000) -> int | None:
-    """Optional int options default to the inventory, so they arrive as strings (or None)."""
+def _count_option(name: str, value) -> int | None:
+    """--replicas / --partition default to the inventory, so they arrive as strings (or None)."""
+    from labkit import validate
+
     if value is None:
         return None
     try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise Exit(f"labkit: --{name} must be a whole number, got {value!r}", code=1) from None
-    if not low <= number <= high:
-        raise Exit(f"labkit: --{name} must be between {low} and {high}, got {number}", code=1)
-    return number
+        return getattr(validate, name)(int(value) if str(value).strip().lstrip("-").isdigit() else value)
+    except ValueError as exc:
+        raise Exit(f"labkit: --{exc}", code=1) from None
 
 
 @task(help={"inventory": INVENTORY_HELP, "plan": PLAN_HELP, "timeout": TIMEOUT_HELP})
@@ -144,7 +143,7 @@ def scale(c, inventory: str | None = None, replicas=None, image_tag: str | None 
     """Seed step 7: scale and roll out the new tag with a partition in one change; report new PVC/PVs."""
     from labkit import flows_kube
 
-    r, p = _int_option("replicas", replicas), _int_option("partition", partition)
+    r, p = _count_option("replicas", replicas), _count_option("partition", partition)
     _run(c, inventory, lambda inv: flows_kube.scale(inv, replicas=r, image_tag=image_tag, partition=p,
                                   plan=plan, timeout=timeout))
 

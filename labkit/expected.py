@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from labkit import validate
 from labkit.errors import OperationError
 from labkit.facts.kube import image_tag
 
@@ -41,8 +42,10 @@ def expectations(replicas: int, partition: int, old_tag: str, new_tag: str,
     With ``old_tag == new_tag`` (no rollout yet) every ordinal has that tag, whatever the partition.
     Revisions: ordinals >= partition are at ``update_revision``, the others at ``current_revision``.
     """
-    if replicas < 0 or partition < 0:
-        raise OperationError(f"replicas and partition must be >= 0, got {replicas} and {partition}")
+    try:
+        replicas, partition = validate.replicas(replicas), validate.partition(partition)
+    except ValueError as exc:
+        raise OperationError(str(exc)) from None
     out = []
     for i in range(replicas):
         tag = tag_for(i, partition, old_tag, new_tag)

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from labkit import content, expected, manifests, ui
+from labkit import content, expected, manifests, ui, validate
 from labkit import verify as verify_mod
 from labkit.errors import HostError, HostsFailed, LabkitError, OperationError
 from labkit.facts import kube as kf
@@ -261,11 +261,11 @@ def scale(inv, *, replicas: int | None = None, image_tag: str | None = None, par
     replicas = r.replicas if replicas is None else replicas
     image_tag = r.image_tag if image_tag is None else image_tag
     partition = r.partition if partition is None else partition
-    if image_tag not in inv.images.web.tags:
-        raise OperationError(f"image tag {image_tag!r} is not one of images.web.tags ({', '.join(inv.images.web.tags)})")
-    # partition > replicas is legal (scaling 10 -> 3 keeps partition 4: no pod changes revision)
-    if not isinstance(replicas, int) or not 0 <= replicas <= 1000 or not isinstance(partition, int) or partition < 0:
-        raise OperationError(f"need replicas 0-1000 and partition >= 0, got replicas {replicas} and partition {partition}")
+    try:  # partition > replicas is legal (scaling 10 -> 3 keeps partition 4: no pod changes revision)
+        replicas, partition = validate.replicas(replicas), validate.partition(partition)
+        validate.image_tag_of(image_tag, inv.images.web.tags)
+    except ValueError as exc:
+        raise OperationError(str(exc)) from None
     ns, name, prefix = _names(inv)
     hosts = connect(inv)
     try:

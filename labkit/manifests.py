@@ -11,6 +11,7 @@ from pathlib import Path
 import jinja2
 import yaml
 
+from . import validate
 from .errors import OperationError
 from .inventory import Inventory
 from .operations.mirror import mirror_ref
@@ -57,14 +58,11 @@ def values(inv: Inventory, replicas: int | None = None, image_tag: str | None = 
     replicas = sts.replicas if replicas is None else replicas
     image_tag = sts.image_tag if image_tag is None else image_tag
     partition = 0 if partition is None else partition
-    if not isinstance(replicas, int) or isinstance(replicas, bool) or not 0 <= replicas <= 1000:
-        raise OperationError(f"replicas must be an integer 0-1000, got {replicas!r}")
-    # A partition above the replica count is legal (no pod moves): scaling 10 -> 3 keeps partition 4.
-    if not isinstance(partition, int) or isinstance(partition, bool) or not 0 <= partition <= 1000:
-        raise OperationError(f"partition must be an integer 0-1000, got {partition!r}")
-    if image_tag not in inv.images.web.tags:
-        raise OperationError(f"image tag {image_tag!r} is not one of images.web.tags "
-                             f"({', '.join(inv.images.web.tags)}) in {inv.path or 'the inventory'}")
+    try:
+        replicas, partition = validate.replicas(replicas), validate.partition(partition)
+        validate.image_tag_of(image_tag, inv.images.web.tags)
+    except ValueError as exc:
+        raise OperationError(f"{exc} in {inv.path or 'the inventory'}") from None
     return {
         "namespace": k.namespace,
         "sa": PROVISIONER_SA,

@@ -148,6 +148,33 @@ def port(value: int) -> int:
     return value
 
 
+MAX_REPLICAS = 1000
+
+
+def _count(what: str, value) -> int:
+    """A whole number 0..MAX_REPLICAS (an int: a task converts its string option first)."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_REPLICAS:
+        raise ValueError(f"{what} must be a whole number 0-{MAX_REPLICAS}, got {value!r}")
+    return value
+
+
+def replicas(value) -> int:
+    """A StatefulSet's replica count: 0-1000."""
+    return _count("replicas", value)
+
+
+def partition(value) -> int:
+    """A RollingUpdate partition: 0-1000; above the replica count is legal (no pod moves)."""
+    return _count("partition", value)
+
+
+def image_tag_of(tag: str, tags: list[str]) -> str:
+    """One of the inventory's images.web.tags (those build-images pushes)."""
+    if tag not in tags:
+        raise ValueError(f"image tag {tag!r} is not one of images.web.tags ({', '.join(tags)})")
+    return tag
+
+
 image_ref = _matching(_IMAGE_RE, 255, (
     "an image reference: [registry[:port]/]name[:tag][@digest] with a lower-case name, e.g. "
     "registry.k8s.io/sig-storage/nfs-subdir-external-provisioner:v4.0.2"))

@@ -12,6 +12,7 @@ from typing import Iterator
 import yaml
 
 from labkit import manifests
+from labkit import validate
 from labkit.errors import OperationError
 from labkit.facts.kube import PV, PVC, Namespace, StatefulSetState, resource_ref
 from labkit.operations.base import Command, PutFile
@@ -130,9 +131,10 @@ def scale_and_rollout(sts: StatefulSetState | None, replicas: int, image: str, p
     """
     if sts is None:
         raise OperationError("the StatefulSet does not exist yet: run deploy first")
-    for name, value in (("replicas", replicas), ("partition", partition)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise OperationError(f"{name} must be a non-negative integer, got {value!r}")
+    try:
+        replicas, partition = validate.replicas(replicas), validate.partition(partition)
+    except ValueError as exc:
+        raise OperationError(str(exc)) from None
     spec: dict = {}
     if sts.replicas != replicas:
         spec["replicas"] = replicas

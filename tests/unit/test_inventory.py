@@ -225,3 +225,16 @@ def test_an_export_giving_root_to_anyone_is_warned_with_the_fix(nfs, warned):
         assert got is None
     else:
         assert "/nfsdata is exported to * with no_root_squash" in got and warned in got
+
+
+@pytest.mark.parametrize("fn, value, ok", [
+    (validate.replicas, 10, True), (validate.replicas, 0, True), (validate.replicas, 1001, False),
+    (validate.replicas, -1, False), (validate.replicas, True, False), (validate.replicas, "6", False),
+    (validate.partition, 1000, True), (validate.partition, 4.0, False),
+])
+def test_one_validator_per_count(fn, value, ok):
+    if ok:
+        assert fn(value) == value
+    else:
+        with pytest.raises(ValueError, match="must be a whole number 0-1000"):
+            fn(value)

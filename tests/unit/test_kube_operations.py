@@ -141,9 +141,9 @@ def test_scale_refuses_bad_input():
     sts = sts_fact("sts-initial")
     with pytest.raises(OperationError, match="run deploy first"):
         list(kube.scale_and_rollout(None, 10, "x:v2", 4))
-    with pytest.raises(OperationError, match="partition must be a non-negative integer"):
+    with pytest.raises(OperationError, match="partition must be a whole number 0-1000"):
         list(kube.scale_and_rollout(sts, 10, "x:v2", -1))
-    with pytest.raises(OperationError, match="replicas must be a non-negative integer"):
+    with pytest.raises(OperationError, match="replicas must be a whole number 0-1000"):
         list(kube.scale_and_rollout(sts, -1, "x:v2", 0))
 
 

@@ -142,9 +142,9 @@ def test_render_yaml_round_trips(inv, objs):
 
 @pytest.mark.parametrize("kwargs,msg", [
     ({"image_tag": "v9"}, "not one of images.web.tags"),
-    ({"partition": -1}, "partition must be an integer 0-1000"),
-    ({"replicas": -1}, "replicas must be an integer"),
-    ({"replicas": "6"}, "replicas must be an integer"),
+    ({"partition": -1}, "partition must be a whole number 0-1000"),
+    ({"replicas": -1}, "replicas must be a whole number 0-1000"),
+    ({"replicas": "6"}, "replicas must be a whole number 0-1000"),
 ])
 def test_bad_render_arguments(inv, kwargs, msg):
     with pytest.raises(OperationError, match=msg):

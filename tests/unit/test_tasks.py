@@ -115,7 +115,7 @@ def test_scale_options_are_typed_and_default_to_the_inventory(inventory, monkeyp
                     dict(replicas=10, image_tag="v2", partition=4, plan=True, timeout=600)]
     with pytest.raises(Exit) as exc:
         tasks.scale(ctx(), inventory=str(inventory), replicas="ten")
-    assert exc.value.message == "labkit: --replicas must be a whole number, got 'ten'"
+    assert exc.value.message == "labkit: --replicas must be a whole number 0-1000, got 'ten'"
     with pytest.raises(Exit):
         tasks.scale(ctx(), inventory=str(inventory), partition="-1")
 
