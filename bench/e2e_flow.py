@@ -5,7 +5,9 @@ nothing); then NFS throughput in a pod.
 Runs the flow's steps in process (what `invoke up` runs, without the CLI start-up) on its own
 twin (`lbflow`, first free /24 from 10.213.42.0/24; a real cluster made by kubeadm, not counted
 in the flow's time), and prints per step: wall time and SSH round trips (commands + uploads)
-summed over hosts. Also times `invoke up` as a user runs it. Last, dd writes and reads a file
+summed over hosts, and the SSH connections each host got. Also a re-run through `up` in process,
+which holds one connection per host for every step (remote.session), and `invoke up` as a user
+runs it. Last, dd writes and reads a file
 through pod statefulset-0's NFS volume (the kubelet's nfs mount, via labtwin's FUSE client, that
 the container sees), next to the same on the export's own disk on master.
 """
@@ -30,6 +32,16 @@ def steps(inv):
     from labkit import pipeline
 
     return [(s.name, lambda inv, s=s: s.run(inv, 600)) for s in pipeline.steps(inv) if s.name != "setup-cluster"]
+
+
+def opened() -> dict[str, int]:
+    from labkit import remote
+
+    return dict(remote.OPENED)
+
+
+def per_host(before: dict[str, int], after: dict[str, int]) -> str:
+    return ", ".join(f"{h} {after.get(h, 0) - before.get(h, 0)}" for h in sorted(after))
 
 
 def run_flow(inv) -> tuple[float, list[tuple[str, float, int]]]:
@@ -78,12 +90,23 @@ def main() -> None:
     for i in range(args.runs):
         with fresh_twin("lbflow", "10.213.42.0/24") as cfg:
             inv = load(str(cfg.inventory_path))
+            o0 = opened()
             total, rows = run_flow(inv)
             show(f"run {i + 1}: seed flow on a fresh twin", total, rows)
+            print(f"  ssh connections per host, each step on its own: {per_host(o0, opened())}")
             fresh.append(total)
+            o0 = opened()
             total, rows = run_flow(inv)
             show(f"run {i + 1}: re-run (no change)", total, rows)
+            print(f"  ssh connections per host, each step on its own: {per_host(o0, opened())}")
             rerun.append(total)
+            from labkit import flows_kube
+
+            o0, t0 = opened(), time.monotonic()
+            if not flows_kube.up(inv).verify.ok:
+                sys.exit("bench: up's verify failed on the re-run")
+            print(f"run {i + 1}: up in process (one session, setup-cluster included): {time.monotonic() - t0:.1f}s; "
+                  f"ssh connections per host: {per_host(o0, opened())}", flush=True)
             t0 = time.monotonic()
             r = subprocess.run([str(Path(sys.executable).parent / "invoke"), "up", "-i", str(cfg.inventory_path)],
                                cwd=REPO, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})

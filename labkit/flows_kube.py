@@ -483,17 +483,19 @@ def up(inv, *, plan: bool = False, timeout: int = DEFAULT_TIMEOUT) -> UpResult:
     Applied, it stops at the first failing step and returns verify's report (the caller judges it).
     With ``plan`` every step prints its plan and nothing changes: see ``plan_up``.
     """
-    from labkit import pipeline
+    from labkit import pipeline, remote
 
     if plan:
-        return plan_up(inv)
+        with remote.session(inv):
+            return plan_up(inv)
     done, report = [], None
-    for step in pipeline.steps(inv):
-        result = step.run(inv, timeout)
-        if step.name == "verify":
-            report = result
-        else:
-            done.append(step.name)
+    with remote.session(inv):  # one SSH connection per host for every step
+        for step in pipeline.steps(inv):
+            result = step.run(inv, timeout)
+            if step.name == "verify":
+                report = result
+            else:
+                done.append(step.name)
     return UpResult({s: "applied" for s in done}, report)
 
 

@@ -15,6 +15,7 @@ Fabric 3 alone accepts any host key, loads no known_hosts and lets a
 """
 from __future__ import annotations
 
+import contextlib
 import getpass
 import io
 import os
@@ -26,7 +27,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import paramiko
 from fabric import Config, Connection
@@ -245,6 +246,8 @@ class HostConnection:
     def _count(self):
         with self._count_lock:
             self.commands += 1
+            if not self.conn.is_connected:  # this command opens an SSH connection (benchmarks count them)
+                OPENED[self.name] = OPENED.get(self.name, 0) + 1
 
     def open(self) -> None:
         try:
@@ -371,8 +374,37 @@ def translate_error(host: HostConnection, exc: BaseException, doing: str | None 
 # --------------------------------------------------------------------------- the lab
 
 
+# SSH connections opened per host name in this process (bench/e2e_flow.py reports them).
+OPENED: dict[str, int] = {}
+_session: dict[str, HostConnection] | None = None
+
+
+@contextlib.contextmanager
+def session(inventory) -> Iterator[dict[str, HostConnection]]:
+    """One SSH connection per host for several flows (``invoke up``): inside it ``connect`` hands out
+    the session's connections and ``close_all`` leaves them open; they close when it ends."""
+    global _session
+    if _session is not None:  # already in one: the outer session owns the connections
+        yield _session
+        return
+    conns = _new_connections(inventory)
+    _session = conns
+    try:
+        yield conns
+    finally:
+        _session = None
+        for h in conns.values():
+            h.close()
+
+
 def connect(inventory, names: Iterable[str] | None = None) -> dict[str, HostConnection]:
-    """Lazy connections (opened on first command) for the inventory's hosts."""
+    """Lazy connections (opened on first command) for the inventory's hosts; the session's, in one."""
+    if _session is not None:
+        return {n: h for n, h in _session.items() if names is None or n in set(names)}
+    return _new_connections(inventory, names)
+
+
+def _new_connections(inventory, names: Iterable[str] | None = None) -> dict[str, HostConnection]:
     settings = SSHSettings.from_inventory(inventory)
     if settings.sudo and settings.user != "root":
         # Ask now, in the main thread, before any progress display or worker thread starts.
@@ -388,8 +420,9 @@ def connect(inventory, names: Iterable[str] | None = None) -> dict[str, HostConn
 
 
 def close_all(hosts: dict[str, HostConnection]) -> None:
-    for h in hosts.values():
-        h.close()
+    for name, h in hosts.items():
+        if _session is None or _session.get(name) is not h:
+            h.close()
 
 
 def command_counts(hosts: dict[str, HostConnection]) -> dict[str, int]:

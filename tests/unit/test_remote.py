@@ -288,3 +288,19 @@ def test_sudo_password_is_asked_once_up_front_in_connect(tmp_path, monkeypatch):
     remote.connect(inv)
     assert asked == ["sudo password for lab on the lab hosts: "]
     assert remote.sudo_password("lab") == "typed"
+
+
+def test_a_session_shares_one_connection_per_host_across_flows(tmp_path, monkeypatch):
+    inv = SimpleNamespace(
+        path=str(tmp_path / "lab.yaml"),
+        ssh=SimpleNamespace(user="root", port=22, key=None, sudo=False, known_hosts="kh", connect_timeout=3),
+        hosts=[SimpleNamespace(name="m", address="10.0.0.6"), SimpleNamespace(name="n", address="10.0.0.7")])
+    closed = []
+    monkeypatch.setattr(HostConnection, "close", lambda self: closed.append(self.name))
+    assert remote.connect(inv)["m"] is not remote.connect(inv)["m"]  # without a session: new ones
+    with remote.session(inv) as conns:
+        first, second = remote.connect(inv), remote.connect(inv, names=["n"])
+        assert first["m"] is conns["m"] and second == {"n": conns["n"]}
+        remote.close_all(first)  # a flow ending inside the session leaves them open
+        assert closed == []
+    assert sorted(closed) == ["m", "n"]  # the session's end closes them
