@@ -10,18 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from labkit import ui
+from labkit import runtimes, ui
 from labkit.errors import HostsFailed, OperationError
 from labkit.facts import cluster as cluster_facts
-from labkit.facts.containerd import ContainerdConfig, ContainerdVersion, HostsToml
-from labkit.facts.docker import DaemonJson, DefaultDocker, DockerInfo, DockerUnit, SysconfigDocker
+from labkit.facts.docker import DockerInfo
 from labkit.facts.kube import KubectlVersionFact, Nodes
 from labkit.facts.nfs import Exports, GaneshaConf, LiveExports, NfsdAvailable, Showmount
 from labkit.facts.os import AptIndex, DirExists, InstalledPackages, OsRelease, Which
 from labkit.facts.registry import RegistryContainer, RegistryImageConfig, RegistryPing, RegistryTags
 from labkit.facts.services import Firewalld, ServiceState, is_running
-from labkit.operations import containerd as containerd_ops
-from labkit.operations import docker as docker_ops
 from labkit.operations import images as image_ops
 from labkit.operations import nfs as nfs_ops
 from labkit.operations import registry as registry_ops
@@ -92,23 +89,8 @@ def registry_steps(inv) -> dict[str, list[Step]]:
             image=reg.image, name=reg.container, port=reg.port, data_dir=reg.data_dir,
             container=f["container"], data_dir_exists=f["data_dir"]),
     ))
-    for h in inv.hosts:
-        # The registry host pushes with docker, so it trusts the registry in docker too.
-        if h.runtime == "docker" or h.name == inv.registry_host.name:
-            steps[h.name].append(Step(
-                "docker trusts registry",
-                {"daemon_json": DaemonJson(), "unit": DockerUnit(), "sysconfig": SysconfigDocker(),
-                 "default": DefaultDocker()},
-                lambda f: docker_ops.docker_trust(registry=address, daemon_json=f["daemon_json"],
-                                                  unit=f["unit"], sysconfig=f["sysconfig"], default=f["default"]),
-            ))
-        if h.runtime == "containerd":
-            steps[h.name].append(Step(
-                "containerd trusts registry",
-                {"config": ContainerdConfig(), "major": ContainerdVersion(), "hosts": HostsToml(address)},
-                lambda f: containerd_ops.containerd_trust(registry=address, config=f["config"],
-                                                          major=f["major"], hosts=f["hosts"]),
-            ))
+    for h in inv.hosts:  # every runtime a host has trusts the registry (labkit/runtimes.py)
+        steps[h.name] += runtimes.trust_steps(h, address, pushes=h.name == inv.registry_host.name)
     return steps
 
 

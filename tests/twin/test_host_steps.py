@@ -279,8 +279,19 @@ def test_build_images_again_changes_nothing(lab, inv):
 # ------------------------------------------------------------------ containerd runtime
 
 
-def test_containerd_host_trusts_the_registry_through_certs_d(lab, inv, workdir):
+def test_every_runtime_on_a_host_trusts_the_registry(lab, inv, workdir):
+    # setup-registry above made docker and, beside it, the containerd each bare host has trust the
+    # registry (labkit/runtimes.py); a host whose kubelet uses containerd is configured the same way.
     import tomllib
+
+    reg = inv.registry_address
+    for host in lab.hosts:
+        config = tomllib.loads(sh(lab, host, "cat /etc/containerd/config.toml"))
+        cri = config["plugins"]["io.containerd.grpc.v1.cri"]
+        assert cri["registry"]["config_path"] == "/etc/containerd/certs.d", host
+        assert cri["cni"]["bin_dir"] == "/usr/lib/cni"  # the rest of Debian's file kept
+        assert f'[host."http://{reg}"]' in sh(lab, host, f"cat /etc/containerd/certs.d/{reg}/hosts.toml")
+        assert sh(lab, host, "systemctl is-active containerd docker").split() == ["active", "active"], host
 
     hosts = yaml.safe_load(Path(lab.inventory_path).read_text())["hosts"]
     for h in hosts:
@@ -288,17 +299,15 @@ def test_containerd_host_trusts_the_registry_through_certs_d(lab, inv, workdir):
             h["runtime"] = "containerd"
     cinv = load(derived(lab, workdir, "containerd", hosts=hosts))
     ref = cinv.image_ref("v1")
+    # containerd's own pull through certs.d: without labkit's hosts.toml it speaks HTTPS and fails
+    sh(lab, "node02", f"mv /etc/containerd/certs.d/{reg}/hosts.toml /root/hosts.toml.saved")
     pull = f"ctr -n labkit-test images pull --hosts-dir /etc/containerd/certs.d {ref}"
     rc, out, err = lab.ssh("node02", pull, timeout=120)
     assert rc != 0 and "server gave HTTP response to HTTPS client" in out + err
 
     result = flows.setup_registry(cinv)
-    assert [p.operation for p in result.report.hosts["node02"].plans] == ["containerd trusts registry"]
-    config = tomllib.loads(sh(lab, "node02", "cat /etc/containerd/config.toml"))
-    cri = config["plugins"]["io.containerd.grpc.v1.cri"]
-    assert cri["registry"]["config_path"] == "/etc/containerd/certs.d"
-    assert cri["cni"]["bin_dir"] == "/usr/lib/cni"  # the rest of the file kept
-    assert sh(lab, "node02", "systemctl is-active containerd docker").split() == ["active", "active"]
+    changed = [p.operation for p in result.report.hosts["node02"].plans if not p.no_change]
+    assert changed == ["containerd trusts registry"]
     sh(lab, "node02", pull)  # plain HTTP now comes from hosts.toml, no --plain-http flag
 
     before = snapshot(lab)

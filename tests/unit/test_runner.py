@@ -165,17 +165,58 @@ from labkit.inventory import load  # noqa: E402
 SEED = load(Path(__file__).resolve().parents[2] / "hosts.yaml")
 
 
-def test_registry_steps_per_host_and_runtime():
+def _recorded_fact(concept: str, name: str):
+    """A fact's value from its recording in tests/data/facts/<concept>/<name>.json."""
+    import json
+    from labkit.facts import containerd, docker
+    from labkit.facts.base import FactResult
+
+    case = json.loads((Path(__file__).resolve().parents[1] / "data" / "facts" / concept / f"{name}.json").read_text())
+    fact = getattr({"docker": docker, "containerd": containerd}[concept], case["fact"])(*case["args"])
+    return fact.process(FactResult(case["stdout"], case.get("stderr", ""), case["exited"]))
+
+
+DOCKER_ONLY = {"unit": ("docker", "twin-unit-debian"), "daemon_json": ("docker", "daemon-json-absent"),
+               "sysconfig": ("docker", "sysconfig-absent"), "major": ("containerd", "version-absent"),
+               "config": ("containerd", "config-absent")}
+BOTH = {**DOCKER_ONLY, "major": ("containerd", "version-2.0")}
+CONTAINERD_ONLY = {**BOTH, "unit": ("docker", "unit-absent")}
+
+
+def _plans(steps, recorded: dict) -> dict[str, list]:
+    """Each runtime step's planned changes on a host whose facts are ``recorded``."""
+    facts = {k: _recorded_fact(*v) for k, v in recorded.items()}
+    facts.setdefault("default", {"exists": False, "path": "/etc/default/docker", "raw": None, "options_line": None,
+                                 "args": [], "insecure_registries": []})
+    facts.setdefault("hosts", None)
+    return {s.name: list(s.plan(facts)) for s in steps if "trusts" in s.name}
+
+
+def test_every_runtime_a_host_has_trusts_the_registry():
     steps = flows.registry_steps(SEED)
-    assert [s.name for s in steps["master"]] == ["registry container", "docker trusts registry"]
-    assert [s.name for s in steps["node01"]] == ["docker trusts registry"]
-    text = Path(SEED.path).read_text().replace("roles: [worker]\n    runtime: docker", "roles: [worker]\n    runtime: containerd", 1)
+    assert [s.name for s in steps["master"]] == ["registry container", "docker trusts registry",
+                                                 "containerd trusts registry"]
+    # a seed node (runtime: docker) with containerd too: both trust the registry
+    plans = _plans(steps["node01"], BOTH)
+    assert plans["docker trusts registry"] and plans["containerd trusts registry"]
+    # docker only: the containerd step changes nothing
+    plans = _plans(steps["node01"], DOCKER_ONLY)
+    assert plans["docker trusts registry"] and plans["containerd trusts registry"] == []
+
+
+def test_the_kubelets_runtime_and_the_pushers_docker_must_be_installed():
     from labkit.inventory import parse
 
-    inv = parse(text, "mixed.yaml")
-    steps = flows.registry_steps(inv)
-    assert [s.name for s in steps["node01"]] == ["containerd trusts registry"]
-    assert [s.name for s in steps["node02"]] == ["docker trusts registry"]
+    text = Path(SEED.path).read_text().replace("roles: [worker]\n    runtime: docker",
+                                               "roles: [worker]\n    runtime: containerd", 1)
+    steps = flows.registry_steps(parse(text, "mixed.yaml"))
+    plans = _plans(steps["node01"], CONTAINERD_ONLY)  # runtime: containerd, no docker: fine
+    assert plans["docker trusts registry"] == [] and plans["containerd trusts registry"]
+    with pytest.raises(OperationError, match=r"containerd is not installed on node01, but hosts\[node01\].runtime "
+                                             "says the kubelet uses it"):
+        _plans(steps["node01"], DOCKER_ONLY)
+    with pytest.raises(OperationError, match="docker is not installed on master, but .*the registry host pushes the images with it"):
+        _plans(flows.registry_steps(SEED)["master"], CONTAINERD_ONLY)
 
 
 def test_nfs_steps_server_and_clients():
