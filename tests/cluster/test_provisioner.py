@@ -119,14 +119,16 @@ def prov(cluster):
     return env | {"pod": pod, "sa": sa}
 
 
-def test_the_image_is_where_an_offline_admin_has_it_and_nothing_is_pulled(cluster, prov):
+def test_the_image_comes_from_where_an_offline_admin_has_it_through_the_lab_registry(cluster, prov):
     entry = cluster.sh("master", f"docker image inspect {TAG} --format '{{{{json .Config.Entrypoint}}}}'")
     assert json.loads(entry) == ["/nfs-subdir-external-provisioner"]  # the provisioner built from labtwin/k8s/provisioner
-    assert TAG not in cluster.sh("master", "ctr -n k8s.io images ls -q").split()
-    assert TAG in cluster.sh(NODE, "ctr -n k8s.io images ls -q").split()
+    # mirror-images pushed master's copy to the lab registry; the node pulled that, never the public name
+    mirrored = f"{cluster.hosts['master']}:5000/sig-storage/nfs-subdir-external-provisioner:v4.0.2"
+    node_images = cluster.sh(NODE, "ctr -n k8s.io images ls -q").split()
+    assert mirrored in node_images and TAG not in node_images
     assert cluster.ssh(NODE, f"docker image inspect {TAG}")[0] != 0
     events = cluster.events_for(prov["pod"])
-    assert any(r == "Pulled" and "already present on machine" in m for r, m in events), events
+    assert any(r == "Pulled" and mirrored in m for r, m in events), events
     logs = cluster.kubectl(f"logs {prov['pod']}")
     assert 'version="v4.0.2-labtwin"' in logs and 'server="v1.37.2"' in logs, logs[-2000:]
 
