@@ -115,6 +115,7 @@ def test_image_pull_backoff_on_a_node_without_registry_config(t, tmp_path: Path)
 
 def test_ordered_creation_one_at_a_time(t):
     t.invoke("setup-nfs")
+    t.invoke("mirror-images")  # an offline lab: the provisioner's image reaches the nodes through the registry
     watch = t.watch_pods()
     try:
         t.invoke("deploy")
