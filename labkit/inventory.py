@@ -216,27 +216,28 @@ def _image_repository(value: str) -> str:
     return value
 
 
-def _skip_phases(values: list[str]) -> list[str]:
-    unknown = [p for p in values if p not in KUBEADM_INIT_PHASES]
-    if unknown:
-        raise ValueError(f"unknown kubeadm phase(s) {', '.join(map(repr, unknown))}: use names from "
-                         "`kubeadm init --help`, e.g. preflight, addon/coredns, addon/kube-proxy")
+def _names_from(values: list[str], bad: list[str], unknown: str, repeated: str) -> list[str]:
+    """A list of kubeadm names: none unknown (``bad``, named in ``unknown``'s {names}), none repeated."""
+    if bad:
+        raise ValueError(unknown.format(names=", ".join(map(repr, bad))))
     if len(set(values)) != len(values):
-        raise ValueError("phases are repeated: list each once")
+        raise ValueError(f"{repeated} are repeated: list each once")
     return values
+
+
+def _skip_phases(values: list[str]) -> list[str]:
+    return _names_from(values, [p for p in values if p not in KUBEADM_INIT_PHASES],
+                       "unknown kubeadm phase(s) {names}: use names from `kubeadm init --help`, e.g. preflight, "
+                       "addon/coredns, addon/kube-proxy", "phases")
 
 
 _PREFLIGHT_CHECK = re.compile(r"^[A-Za-z][A-Za-z0-9.-]{0,62}$")
 
 
 def _preflight_checks(values: list[str]) -> list[str]:
-    bad = [c for c in values if not _PREFLIGHT_CHECK.match(c)]
-    if bad:
-        raise ValueError(f"not a kubeadm preflight check name: {', '.join(map(repr, bad))} (kubeadm names them "
-                         "in its errors, e.g. [ERROR SystemVerification]; or 'all')")
-    if len(set(values)) != len(values):
-        raise ValueError("checks are repeated: list each once")
-    return values
+    return _names_from(values, [c for c in values if not _PREFLIGHT_CHECK.match(c)],
+                       "not a kubeadm preflight check name: {names} (kubeadm names them in its errors, e.g. "
+                       "[ERROR SystemVerification]; or 'all')", "checks")
 
 
 class Kubelet(_Model):
