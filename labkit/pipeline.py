@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 
-def _flow(module: str, function: str, **fixed) -> Callable[..., Any]:
-    """Call labkit.<module>.<function> looked up when the step runs (tests replace them on the module)."""
+def _flow(module: str, function: str, *, waits: bool = False) -> Callable[..., Any]:
+    """Call labkit.<module>.<function> looked up when the step runs (tests replace them on the module);
+    ``waits``: it takes the rollout timeout."""
     def call(inv, timeout: int):
         fn = getattr(importlib.import_module(f"labkit.{module}"), function)
-        return fn(inv, **({"timeout": timeout} if "timeout" in fixed else {}))
+        return fn(inv, timeout=timeout) if waits else fn(inv)
     return call
 
 
@@ -35,8 +36,8 @@ SEED = (
          _flow("flows_images", "mirror_images"), lambda inv: inv.images.mirror),
     Step("build-images", "the web image tags built and pushed", _flow("flows", "build_images")),
     Step("deploy", "RBAC, provisioner, StorageClass, Service, StatefulSet; content",
-         _flow("flows_kube", "deploy", timeout=True)),
-    Step("scale", "replicas, new tag and partition in one change", _flow("flows_kube", "scale", timeout=True)),
+         _flow("flows_kube", "deploy", waits=True)),
+    Step("scale", "replicas, new tag and partition in one change", _flow("flows_kube", "scale", waits=True)),
     Step("write-v2", "the new version's content above the partition", _flow("flows_kube", "write_v2")),
     Step("verify", "curl every pod, compare with what it should serve", _flow("flows_kube", "verify")),
 )
