@@ -111,7 +111,8 @@ def setup_cluster(c, inventory: str | None = None, plan: bool = False, reset: bo
 
 # ---- Kubernetes tasks: bodies in labkit/flows_kube.py ---------------------------------
 
-TIMEOUT_HELP = "seconds to wait for each rollout (kubectl rollout status --timeout)"
+TIMEOUT_HELP = ("seconds to wait for each rollout at most (a known cause that stays kubernetes.stuck_after "
+                "seconds fails it earlier)")
 
 
 def _count_option(name: str, value) -> int | None:

@@ -154,12 +154,6 @@ def scale_and_rollout(sts: StatefulSetState | None, replicas: int, image: str, p
         sudo=False, description=f"statefulset/{sts.name}: {what}")
 
 
-def _timeout(seconds: int) -> str:
-    if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds <= 0:
-        raise OperationError(f"timeout must be a positive number of seconds, got {seconds!r}")
-    return f"{seconds}s"
-
-
 def teardown(objects: list[dict], current: dict, pvcs: list[PVC], pvs: list[PV], purge: bool = False,
              namespace: str = "default", live_namespace: Namespace | None = None) -> Iterator[Command]:
     """Delete the workload (StatefulSet, Service) that exists; keep PVCs, PVs and NFS data.
