@@ -44,7 +44,7 @@ def main() -> None:
             hosts = connect(inv)
             try:
                 t0 = time.monotonic()
-                summary = flows_kube.content_step(inv, hosts, title="content")
+                _, summary = flows_kube.content_step(inv, hosts, title="content")
                 t_content = time.monotonic() - t0
                 c_content = sum(h.commands for h in hosts.values())
             finally:

@@ -3,14 +3,13 @@
 A RollingUpdate with ``partition: P`` moves only ordinals >= P to the update revision; a pod
 below P keeps the revision it has (a partition never rolls a pod back) and one made again there
 gets the current revision (``from_revisions``, which verify uses; each ControllerRevision names
-its image). The content labkit writes follows the tag, ``Version: --<tag>`` (``content_plan``);
-verify expects what labkit last wrote to each PV.
+its image). The page labkit writes follows the tag, ``Version: --<tag>`` (``pages``); verify
+expects what labkit last wrote to each PV.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from labkit import validate
 from labkit.errors import OperationError
 from labkit.facts.kube import image_tag
 
@@ -26,32 +25,6 @@ class Expected:
 def content_for(tag: str) -> str:
     """The index.html content for a tag (the seed's ``Version: --v1``), newline-terminated."""
     return f"Version: --{tag}\n"
-
-
-def tag_for(ordinal: int, partition: int, old_tag: str, new_tag: str) -> str:
-    """The image tag of ``ordinal`` once a rollout from old_tag to new_tag with ``partition`` happened."""
-    if ordinal < 0:
-        raise OperationError(f"ordinal must be >= 0, got {ordinal}")
-    return new_tag if ordinal >= partition else old_tag
-
-
-def expectations(replicas: int, partition: int, old_tag: str, new_tag: str,
-                 current_revision: str | None = None, update_revision: str | None = None) -> list[Expected]:
-    """One ``Expected`` per ordinal 0..replicas-1.
-
-    With ``old_tag == new_tag`` (no rollout yet) every ordinal has that tag, whatever the partition.
-    Revisions: ordinals >= partition are at ``update_revision``, the others at ``current_revision``.
-    """
-    try:
-        replicas, partition = validate.replicas(replicas), validate.partition(partition)
-    except ValueError as exc:
-        raise OperationError(str(exc)) from None
-    out = []
-    for i in range(replicas):
-        tag = tag_for(i, partition, old_tag, new_tag)
-        revision = update_revision if i >= partition else current_revision
-        out.append(Expected(ordinal=i, tag=tag, content=content_for(tag), revision=revision))
-    return out
 
 
 def from_revisions(sts, pods, revisions: dict[str, str | None]) -> list[Expected]:
@@ -84,9 +57,8 @@ def from_revisions(sts, pods, revisions: dict[str, str | None]) -> list[Expected
     return out
 
 
-def content_plan(replicas: int, partition: int, old_tag: str, new_tag: str,
-                 only_rolled: bool = False) -> dict[int, str]:
-    """ordinal -> index.html content to write. ``only_rolled``: just the ordinals >= partition
-    (the seed's "write v2 for index > 3" step)."""
-    return {e.ordinal: e.content for e in expectations(replicas, partition, old_tag, new_tag)
-            if not only_rolled or e.ordinal >= partition}
+def pages(sts, pods, revisions: dict[str, str | None], *, only_rolled: bool = False) -> dict[int, str]:
+    """ordinal -> the index.html labkit writes for it: its revision's version (``from_revisions``).
+    ``only_rolled``: just the ordinals at or above the partition (the seed's "write v2 for index > 3")."""
+    return {e.ordinal: e.content for e in from_revisions(sts, pods, revisions)
+            if not only_rolled or e.ordinal >= sts.partition}

@@ -17,10 +17,11 @@ from labkit import content, expected, manifests, ui, validate
 from labkit import verify as verify_mod
 from labkit.errors import HostError, HostsFailed, LabkitError, OperationError
 from labkit.facts import kube as kf
-from labkit.facts.content import WrittenContent
+from labkit.facts.content import PVDirectories, WrittenContent
+from labkit.operations import content as content_ops
 from labkit.operations import kube as kube_ops
 from labkit.operations.base import Command
-from labkit.remote import HostConnection, close_all, command_counts, connect
+from labkit.remote import HostConnection, close_all, command_counts, connect, shown_command
 from labkit.runner import RunReport, Step, describe, gather, run
 from labkit.shell import quote
 
@@ -128,19 +129,28 @@ def _render_live(inv, sts: kf.StatefulSetState | None) -> list[dict]:
 
 
 def _set_facts(inv) -> dict:
-    """The StatefulSet, its PVCs and the PVs: what the content step plans from."""
+    """The StatefulSet, its pods, revisions, PVCs and the PVs: what the content step plans from."""
     ns, name, prefix = _names(inv)
-    return {"sts": kf.StatefulSetFact(ns, name), "pvcs": kf.PVCs(ns, prefix), "pvs": kf.PVs()}
+    return {"sts": kf.StatefulSetFact(ns, name), "pvcs": kf.PVCs(ns, prefix), "pvs": kf.PVs(),
+            "pods": kf.StatefulSetPods(ns, name, manifests.app_label(inv)),
+            "revisions": kf.ControllerRevisions(ns, name, manifests.app_label(inv))}
+
+
+CONTENT_SHOWN = {content_ops.WRITE: ("written", "would write"), content_ops.RECORD: ("unchanged", "unchanged"),
+                 content_ops.UNCHANGED: ("unchanged", "unchanged"), content_ops.KEPT: ("kept", "kept")}
 
 
 def content_step(inv, hosts: dict[str, HostConnection], *, only_rolled: bool = False, if_missing: bool = False,
-                 plan: bool = False, title: str = "content", facts: dict | None = None) -> dict[str, list]:
-    """Write the expected index.html of every replica (``only_rolled``: of the ordinals at or above
-    the partition) into their PV directories.
+                 plan: bool = False, title: str = "content", facts: dict | None = None
+                 ) -> tuple[RunReport | None, dict[str, list]]:
+    """Give every replica (``only_rolled``: each ordinal at or above the partition) the page of the
+    version its revision runs, in its PV directory on the NFS server; ``if_missing``: only the
+    directories without a page (the others keep theirs).
 
-    Two SSH commands whatever the replica count: facts on the control plane (none when the
-    caller passes ``facts`` it just read, gathered from ``_set_facts``), one script run on the
-    NFS server.
+    Facts on the control plane (none when the caller passes ``facts`` it just read, from
+    ``_set_facts``), then one runner step on the NFS server: what each directory holds, the
+    decision (``operations.content``), one write. Returns the runner's report (None when there is
+    no replica to write) and {status: [directories]}.
     """
     ns, name, prefix = _names(inv)
     if facts is None:
@@ -148,41 +158,37 @@ def content_step(inv, hosts: dict[str, HostConnection], *, only_rolled: bool = F
     sts = facts["sts"]
     if sts is None:
         raise OperationError(f"StatefulSet {ns}/{name} does not exist: run deploy first")
-    plan_by_ord = expected.content_plan(sts.replicas, sts.partition, inv.kubernetes.statefulset.image_tag,
-                                        sts.tag or inv.kubernetes.statefulset.image_tag, only_rolled=only_rolled)
-    targets = content.targets(facts["pvcs"], facts["pvs"], plan_by_ord, prefix, inv.nfs.export,
+    pages = expected.pages(sts, facts["pods"], facts["revisions"], only_rolled=only_rolled)
+    targets = content.targets(facts["pvcs"], facts["pvs"], pages, prefix, inv.nfs.export,
                               inv.nfs_server.address, namespace=ns)
-    cmd = content.write_command(targets, inv.nfs.export, check=plan, if_missing=if_missing)
     server = hosts[inv.nfs_server.name]
-    if cmd is None:
+    summary: dict[str, list] = {"written": [], "would write": [], "unchanged": [], "kept": []}
+    if not targets:
         ui.line(server.name, title, "no change", "no replicas to write")
-        return content.summarize([], [])
-    res = server.run(cmd.command, sudo=True, check=False, timeout=300)
-    summary = content.summarize(targets, content.parse(res.stdout))
-    by_dir = {t.directory: t for t in targets}
+        return None, summary
+    decisions: list[content_ops.Decision] = []
+
+    def plan_fn(f):
+        decisions[:] = content_ops.decide(targets, f["directories"], f["records"], if_missing=if_missing)
+        return content_ops.write_pages(decisions, inv.nfs.export)
+
+    step = Step(title, {"directories": PVDirectories(inv.nfs.export, [t.directory for t in targets]),
+                        "records": WrittenContent()}, plan_fn)
+    report = run({server.name: server}, {server.name: [step]}, title=title, plan_only=plan)
+    # what each replica gets, shown before a failure is raised: the plan is the table's source
     rows = []
-    for status in ("written", "would write", "unchanged", "kept"):
-        for d in summary[status]:
-            t = by_dir[d]
-            # a kept page differs from the expected one: do not show the expected text as its content
-            shown = t.content.strip() if status != "kept" else f"its own page (not {t.content.strip()})"
-            rows.append([f"{name}-{t.ordinal}", t.pvc, d, shown, status])
-    for d, err in summary["error"]:
-        t = by_dir[d]
-        rows.append([f"{name}-{t.ordinal}", t.pvc, d, t.content.strip(), f"failed: {err}"])
-    for d in summary["missing"]:
-        t = by_dir[d]
-        rows.append([f"{name}-{t.ordinal}", t.pvc, d, t.content.strip(), "failed: no report"])
-    rows.sort(key=lambda r: int(r[0].rsplit("-", 1)[1]))
-    ui.table(f"{title} on {server.name}" + (" (plan mode: nothing written)" if plan else ""),
-             ["pod", "pvc", "pv directory", "content", "status"], rows, status_column=4)
-    changed = len(summary["written"]) + len(summary["would write"])
-    ui.line(server.name, title, ("would change" if plan else "changed") if changed else "no change",
-            f"{changed} of {len(targets)} director{'y' if len(targets) == 1 else 'ies'}")
-    if summary["error"] or summary["missing"] or (res.exited != 0 and not summary["error"]):
-        first = summary["error"][0] if summary["error"] else (summary["missing"] or [res.stderr.strip()])[0]
-        raise HostError(server.name, f"{title}: writing index.html failed: {first}")
-    return summary
+    for d in decisions:
+        t, shown = d.target, CONTENT_SHOWN[d.action][plan]
+        summary[shown].append(t.directory)
+        # a kept page differs from the expected one: do not show the expected text as its content
+        page = t.content.strip() if d.action != content_ops.KEPT else f"its own page (not {t.content.strip()})"
+        rows.append([f"{name}-{t.ordinal}", t.pvc, t.directory, page,
+                     "failed" if report.failures and d.action == content_ops.WRITE else shown])
+    if rows:
+        ui.table(f"{title} on {server.name}" + (" (plan mode: nothing written)" if plan else ""),
+                 ["pod", "pvc", "pv directory", "content", "status"], rows, status_column=4)
+    report.raise_for_failures()
+    return report, summary
 
 
 # ------------------------------------------------------------------ deploy
@@ -203,7 +209,7 @@ def _failed_once(exc: HostsFailed, host: str, step: Step, changes: list, ns: str
         said = detail[len(head):]
         if not re.match(r"(command )?exit(ed)? \d+: ", said):  # kubectl did not run to its end
             return exc
-        cmd = change.command[:200]
+        cmd = shown_command(change.command)
         at = said.find(f": {cmd}: ")
         said = said[at + len(cmd) + 4:] if at >= 0 else re.sub(r"^(command )?exit(ed)? \d+: ", "", said)
         lines = [ln for part in said.split(" | ") for ln in part.splitlines()]
@@ -244,7 +250,7 @@ def deploy(inv, *, plan: bool = False, timeout: int = DEFAULT_TIMEOUT, rewrite_c
             return result
         _wait(cp, inv, "deployment", manifests.PROVISIONER_SA, timeout)
         _wait(cp, inv, "statefulset", name, timeout)
-        result.details["content"] = content_step(inv, hosts, if_missing=not rewrite_content, title="content")
+        _, result.details["content"] = content_step(inv, hosts, if_missing=not rewrite_content, title="content")
         return result
     finally:
         close_all(hosts)
@@ -289,7 +295,7 @@ def scale(inv, *, replicas: int | None = None, image_tag: str | None = None, par
                 for c in new]
         ui.table(f"scale: {len(new)} new PVC/PV pair(s)", ["pvc", "phase", "pv", "directory"], rows)
         result.details["new_pvcs"] = [c.name for c in new]
-        result.details["content"] = content_step(inv, hosts, if_missing=True, title="content for new replicas",
+        _, result.details["content"] = content_step(inv, hosts, if_missing=True, title="content for new replicas",
                                                  facts=after)
         return result
     finally:
@@ -314,9 +320,9 @@ def write_v2(inv, *, plan: bool = False) -> KubeResult:
             raise OperationError(f"StatefulSet {name} still runs {base} everywhere: run scale first "
                                  f"(it rolls out {inv.kubernetes.rollout.image_tag} above the partition)")
         rolled = range(sts.partition, sts.replicas)
-        summary = content_step(inv, hosts, only_rolled=True, plan=plan, title=f"write {sts.tag} content",
-                               facts=facts)
-        return KubeResult(None, {"content": summary, "ordinals": list(rolled)}, hosts)
+        report, summary = content_step(inv, hosts, only_rolled=True, plan=plan, title=f"write {sts.tag} content",
+                                       facts=facts)
+        return KubeResult(report, {"content": summary, "ordinals": list(rolled)}, hosts)
     finally:
         close_all(hosts)
 
@@ -325,9 +331,8 @@ def write_v2(inv, *, plan: bool = False) -> KubeResult:
 
 
 def gather_state(inv, cp: HostConnection, **extra) -> dict:
-    """The set, its pods, PVCs and PVs (and any ``extra`` facts) in one SSH command."""
-    ns, name, _ = _names(inv)
-    return gather(cp, {**_set_facts(inv), "pods": kf.StatefulSetPods(ns, name, manifests.app_label(inv)), **extra})
+    """The set, its pods, revisions, PVCs and PVs (and any ``extra`` facts) in one SSH command."""
+    return gather(cp, {**_set_facts(inv), **extra})
 
 
 def _written_by_pv(inv, pvs, written: dict[str, str]) -> dict[str, str]:
@@ -351,8 +356,7 @@ def verify(inv, *, as_json: bool = False) -> verify_mod.Report:
     try:
         cp = hosts[inv.control_plane.name]
         nfs_on_cp = inv.nfs_server.name == inv.control_plane.name
-        f = gather_state(inv, cp, revisions=kf.ControllerRevisions(ns, name, manifests.app_label(inv)),
-                         **({"written": WrittenContent()} if nfs_on_cp else {}))
+        f = gather_state(inv, cp, **({"written": WrittenContent()} if nfs_on_cp else {}))
         if f["sts"] is None:
             raise OperationError(f"StatefulSet {ns}/{name} does not exist: run deploy first")
         written = f["written"] if nfs_on_cp else gather(hosts[inv.nfs_server.name], {"w": WrittenContent()})["w"]

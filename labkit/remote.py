@@ -323,7 +323,14 @@ def command_failure(result: RunResult) -> str:
     lines = [ln for ln in (result.stderr.strip() or result.stdout.strip()).splitlines() if ln.strip()]
     detail = list(dict.fromkeys(lines))[-5:]
     text = " | ".join(detail) if detail else "no output"
-    return f"command exited {result.exited}: {result.command[:200]}: {text}"
+    return f"command exited {result.exited}: {shown_command(result.command)}: {text}"
+
+
+def shown_command(command: str) -> str:
+    """A command as an error shows it: its first line, at most 200 characters (an inline script's
+    text would bury the error)."""
+    first = command.split("\n", 1)[0]
+    return first[:200] + (" ..." if "\n" in command or len(first) > 200 else "")
 
 
 def translate_error(host: HostConnection, exc: BaseException, doing: str | None = None) -> HostError:

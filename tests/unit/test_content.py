@@ -1,5 +1,7 @@
-"""The content step: PV -> directory mapping (from spec.nfs.path), and scripts/write-content run for
-real on local directories through the exact command string labkit sends."""
+"""The content step: PV -> directory mapping (from spec.nfs.path); the decision per directory as
+data (tests/data/operations/content: recorded PVDirectories/WrittenContent facts in, decisions and
+writes out); and scripts/write-content run for real on local directories through the exact
+command string labkit sends."""
 from __future__ import annotations
 
 import json
@@ -11,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from labkit import content, expected
+from labkit.operations import content as content_ops
 from labkit.errors import OperationError
-from labkit.facts import kube
+from labkit.facts import content as content_facts, kube
 from labkit.facts.base import FactResult
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +35,7 @@ def pv(path, server="192.168.20.6", name="pvc-1"):
 
 
 def test_directories_come_from_spec_nfs_path():
-    plan = expected.content_plan(10, 4, "v1", "v2")
+    plan = {i: expected.content_for("v1" if i < 4 else "v2") for i in range(10)}
     ts = content.targets(PVCS, PVS, plan, "test-statefulset-", "/nfsdata", "192.168.20.6")
     assert [t.ordinal for t in ts] == list(range(10))
     by_pv = {v.name: v for v in PVS}
@@ -79,6 +82,49 @@ def test_targets_errors():
         content.targets(PVCS, bad, {0: "a"}, "test-statefulset-", "/nfsdata", "192.168.20.6")
 
 
+# ---- the decision, as data ------------------------------------------------------------
+
+OPS = ROOT / "tests" / "data" / "operations" / "content"
+CASES = sorted(OPS.glob("*.json"))
+FACT_DATA = ROOT / "tests" / "data" / "facts" / "content"
+
+
+def recorded_fact(name):
+    case = json.loads((FACT_DATA / f"{name}.json").read_text())
+    fact = getattr(content_facts, case["fact"])(*case["args"])
+    return fact.process(FactResult(case["stdout"], case["stderr"], case["exited"]))
+
+
+@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
+def test_decision(path):
+    case = json.loads(path.read_text())
+    targets = [content.Target(**t) for t in case["targets"]]
+    directories, records = recorded_fact(case["directories"]), recorded_fact(case["records"])
+    if "raises" in case:
+        with pytest.raises(OperationError) as err:
+            content_ops.decide(targets, directories, records, if_missing=case["if_missing"])
+        assert str(err.value) == case["raises"]
+        return
+    decisions = content_ops.decide(targets, directories, records, if_missing=case["if_missing"])
+    assert {d.target.directory: d.action for d in decisions} == case["decisions"]
+    changes = list(content_ops.write_pages(decisions, targets[0].directory.rsplit("/", 1)[0]))
+    if not case["writes"]:
+        assert changes == []  # nothing to do: the runner says "no change"
+        return
+    [cmd] = changes
+    assert cmd.description == case["description"] and cmd.sudo
+    writes = [content.Target(0, "", "", d, c) for d, c in case["writes"]]
+    assert cmd.command == content_ops.write_command(writes, targets[0].directory.rsplit("/", 1)[0]).command
+
+
+def test_every_decision_is_covered_by_data():
+    seen = {a for p in CASES if "decisions" in json.loads(p.read_text())
+            for a in json.loads(p.read_text())["decisions"].values()}
+    assert seen == {content_ops.WRITE, content_ops.UNCHANGED, content_ops.KEPT, content_ops.RECORD}
+
+
+# ---- scripts/write-content for real ----------------------------------------------------
+
 def run(cmd):
     # the remote login shell runs the command string; here a local bash does
     return subprocess.run(["bash", "-c", cmd.command], capture_output=True, text=True, timeout=60)
@@ -100,101 +146,80 @@ def make_targets(export, n, tag="v1"):
     return ts
 
 
-def test_write_then_unchanged(export):
+def read_state(export, ts, records):
+    """The facts the next run would plan from, read by their real commands."""
+    dirs = content_facts.PVDirectories(str(export), [t.directory for t in ts])
+    recs = content_facts.WrittenContent(str(records))
+    got = [subprocess.run(["sh", "-c", f.build()], capture_output=True, text=True) for f in (dirs, recs)]
+    return (dirs.process(FactResult(got[0].stdout, got[0].stderr, got[0].returncode)),
+            recs.process(FactResult(got[1].stdout)))
+
+
+def test_write_then_nothing_to_do(export, content_records):
     ts = make_targets(export, 3)
-    cmd = content.write_command(ts, str(export))
+    cmd = content_ops.write_command(ts, str(export))
     assert cmd.sudo is True
     r = run(cmd)
     assert r.returncode == 0, r.stderr
-    res = content.parse(r.stdout)
-    assert [(x.directory, x.result) for x in res] == [(t.directory, "written") for t in ts]
     for t in ts:
         f = Path(t.directory) / "index.html"
         assert f.read_text() == "Version: --v1\n"
         assert stat.S_IMODE(f.stat().st_mode) == 0o644
         assert os.listdir(t.directory) == ["index.html"]  # no temp file left behind
-    # second run: nothing to do
-    again = content.parse(run(cmd).stdout)
-    assert {x.result for x in again} == {"unchanged"}
-    # one file drifted (content and mode): only it is rewritten
+    # the next run reads the facts and has nothing to do
+    decisions = content_ops.decide(ts, *read_state(export, ts, content_records))
+    assert {d.action for d in decisions} == {content_ops.UNCHANGED}
+    assert list(content_ops.write_pages(decisions, str(export))) == []
+    # one page drifted in content, one in mode: only those are written again
     f0 = Path(ts[0].directory) / "index.html"
     f0.write_text("Index of /")
     os.chmod(Path(ts[1].directory) / "index.html", 0o600)
-    third = content.summarize(ts, content.parse(run(cmd).stdout))
-    assert third["written"] == [ts[0].directory, ts[1].directory] and third["unchanged"] == [ts[2].directory]
+    decisions = content_ops.decide(ts, *read_state(export, ts, content_records))
+    assert [d.action for d in decisions] == ["write", "write", "unchanged"]
+    inode = (Path(ts[2].directory) / "index.html").stat().st_ino
+    assert run(next(content_ops.write_pages(decisions, str(export)))).returncode == 0
     assert f0.read_text() == "Version: --v1\n"
+    assert (Path(ts[2].directory) / "index.html").stat().st_ino == inode  # not rewritten
 
 
-def test_v2_step_rewrites_only_rolled_ordinals(export):
-    plan = expected.content_plan(6, 4, "v1", "v2")
-    ts = make_targets(export, 6)
-    run(content.write_command(ts, str(export)))
-    rolled = [content.Target(t.ordinal, t.pvc, t.pv, t.directory, plan[t.ordinal]) for t in ts]
-    s = content.summarize(rolled, content.parse(run(content.write_command(rolled, str(export))).stdout))
-    assert s["written"] == [t.directory for t in ts[4:]]
-    assert s["unchanged"] == [t.directory for t in ts[:4]]
-
-
-def test_one_command_for_many_replicas(export):
+def test_one_command_for_many_replicas(export, content_records):
     ts = make_targets(export, 100, "v2")
-    cmd = content.write_command(ts, str(export))
-    r = run(cmd)
-    assert r.returncode == 0
-    assert len(content.parse(r.stdout)) == 100
+    r = run(content_ops.write_command(ts, str(export)))
+    assert r.returncode == 0, r.stderr
+    assert len(list(export.rglob("index.html"))) == 100
+    assert len(list(content_records.iterdir())) == 100
 
 
-def test_script_refuses_escapes(export, tmp_path):
+def test_script_refuses_escapes_at_write_time(export, tmp_path):
+    # the planner refuses these from the facts; the script checks again when it writes
     outside = tmp_path / "etc"
     outside.mkdir()
     (export / "link").symlink_to(outside)
     (export / "ok").mkdir()
     (export / "ok" / "index.html").symlink_to(outside / "passwd")
+    (export / "good").mkdir()
     targets = [
         content.Target(0, "a", "a", str(outside), "x"),               # not under the export
         content.Target(1, "b", "b", str(export / "link"), "x"),       # symlink out of the export
         content.Target(2, "c", "c", str(export / "missing"), "x"),    # no such directory
         content.Target(3, "d", "d", str(export / "ok"), "x"),         # index.html is a symlink
+        content.Target(4, "e", "e", str(export / "good"), "x"),       # fine: still written
     ]
-    r = run(content.write_command(targets, str(export)))
+    r = run(content_ops.write_command(targets, str(export)))
     assert r.returncode == 1
-    res = {x.directory: x for x in content.parse(r.stdout)}
-    assert "outside the export" in res[str(outside)].error
-    assert "outside the export" in res[str(export / "link")].error
-    assert "does not exist" in res[str(export / "missing")].error
-    assert "not a regular file" in res[str(export / "ok")].error
-    assert all(x.result == "error" for x in res.values())
+    errors = dict(line.removeprefix("write-content: ").split(": ", 1) for line in r.stderr.splitlines())
+    assert "outside the export" in errors[str(outside)]
+    assert "outside the export" in errors[str(export / "link")]
+    assert "does not exist" in errors[str(export / "missing")]
+    assert "not a regular file" in errors[str(export / "ok")]
+    assert str(export / "good") not in errors and (export / "good" / "index.html").read_text() == "x"
     assert os.listdir(outside) == []
 
 
 def test_write_command_validates():
-    assert content.write_command([], "/nfsdata") is None
     with pytest.raises(ValueError):
-        content.write_command([content.Target(0, "a", "a", "/nfsdata/x;rm", "x")], "/nfsdata")
+        content_ops.write_command([content.Target(0, "a", "a", "/nfsdata/x;rm", "x")], "/nfsdata")
     with pytest.raises(OperationError, match="NUL"):
-        content.write_command([content.Target(0, "a", "a", "/nfsdata/x", "a\0b")], "/nfsdata")
-
-
-def test_parse_bad_line():
-    with pytest.raises(OperationError, match="not JSON"):
-        content.parse('{"dir": broken\n')
-    assert content.parse("sudo: some banner\n") == []
-
-
-def test_check_mode_writes_nothing(export):
-    ts = make_targets(export, 3)
-    run(content.write_command(ts[:1], str(export)))
-    r = run(content.write_command(ts, str(export), check=True))
-    s = content.summarize(ts, content.parse(r.stdout))
-    assert s["unchanged"] == [ts[0].directory]
-    assert s["would write"] == [ts[1].directory, ts[2].directory]
-    assert not (Path(ts[1].directory) / "index.html").exists()
-
-
-def test_if_missing_gives_content_only_to_new_replicas(export):
-    ts = make_targets(export, 3)
-    old = Path(ts[0].directory) / "index.html"
-    old.write_text("Version: --v1\n")
-    v2 = [content.Target(t.ordinal, t.pvc, t.pv, t.directory, "Version: --v2\n") for t in ts]
-    s = content.summarize(v2, content.parse(run(content.write_command(v2, str(export), if_missing=True)).stdout))
-    assert s["kept"] == [ts[0].directory] and s["written"] == [ts[1].directory, ts[2].directory]
-    assert old.read_text() == "Version: --v1\n"
+        content_ops.write_command([content.Target(0, "a", "a", "/nfsdata/x", "a\0b")], "/nfsdata")
+    with pytest.raises(ValueError):
+        content_facts.PVDirectories("/nfsdata", ["/nfsdata/$(reboot)"])

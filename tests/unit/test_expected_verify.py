@@ -52,23 +52,34 @@ def test_initial_deploy_all_v1():
     assert {e.revision for e in exp} == {sts.update_revision}
 
 
-@pytest.mark.parametrize("replicas,partition,old,new,tags", [
-    (10, 4, "v1", "v2", ["v1"] * 4 + ["v2"] * 6),
-    (10, 0, "v1", "v2", ["v2"] * 10),
-    (10, 10, "v1", "v2", ["v1"] * 10),
-    (3, 4, "v1", "v2", ["v1"] * 3),        # scaled down below the partition
-    (6, 4, "v1", "v1", ["v1"] * 6),        # partition set, no new tag yet
-    (0, 0, "v1", "v2", []),
+@pytest.mark.parametrize("replicas,partition,tags", [
+    (10, 4, ["v1"] * 4 + ["v2"] * 6),
+    (10, 0, ["v2"] * 10),
+    (10, 10, ["v1"] * 10),
+    (3, 4, ["v1"] * 3),        # scaled down below the partition
+    (0, 0, []),
 ])
-def test_tags_by_ordinal(replicas, partition, old, new, tags):
-    assert [e.tag for e in expected.expectations(replicas, partition, old, new)] == tags
+def test_tags_by_ordinal_of_pods_made_now(replicas, partition, tags):
+    # no pod yet: below the partition a pod is made at the current revision, above it at the update one
+    sts = dataclasses.replace(STS, replicas=replicas, partition=partition)
+    assert [e.tag for e in expected.from_revisions(sts, [], REVS)] == tags
 
 
-def test_content_plan_only_rolled():
-    assert expected.content_plan(10, 4, "v1", "v2", only_rolled=True) == {i: "Version: --v2\n" for i in range(4, 10)}
-    assert expected.content_plan(2, 0, "v1", "v1") == {0: "Version: --v1\n", 1: "Version: --v1\n"}
-    with pytest.raises(OperationError):
-        expected.expectations(-1, 0, "v1", "v2")
+def test_a_raised_partition_never_rolls_a_pod_back():
+    sts = dataclasses.replace(STS, partition=10)  # pods 4-9 run the update revision already
+    assert [e.tag for e in expected.from_revisions(sts, PODS, REVS)] == ["v1"] * 4 + ["v2"] * 6
+
+
+def test_pages_only_rolled():
+    assert expected.pages(STS, PODS, REVS, only_rolled=True) == {i: "Version: --v2\n" for i in range(4, 10)}
+    assert expected.pages(STS, PODS, REVS) == {i: f"Version: --v{1 + (i >= 4)}\n" for i in range(10)}
+    no_rollout = dataclasses.replace(STS, replicas=2, partition=0, update_revision=STS.current_revision)
+    assert expected.pages(no_rollout, [], REVS) == {0: "Version: --v1\n", 1: "Version: --v1\n"}
+
+
+def test_an_unknown_update_revision_is_refused():
+    with pytest.raises(OperationError, match="not among its ControllerRevisions"):
+        expected.from_revisions(dataclasses.replace(STS, update_revision="statefulset-zzz"), PODS, REVS)
 
 
 # ---- curl -----------------------------------------------------------------------

@@ -140,14 +140,17 @@ def test_write_v2_plan_then_apply(lab):
     assert res.details["ordinals"] == [4, 5, 6, 7, 8, 9]
     assert len(res.details["content"]["would write"]) == 6
     assert list(lab["export"].rglob("index.html")) == []  # plan mode wrote nothing
+    # master: the set with its PVCs/PVs in one read; as the NFS server (also master here) what the
+    # directories hold in one read
+    assert master.commands == 2
     res = flows_kube.write_v2(lab["inv"])
     assert len(res.details["content"]["written"]) == 6
     files = sorted(lab["export"].rglob("index.html"))
     assert len(files) == 6 and {f.read_text() for f in files} == {"Version: --v2\n"}
-    # master: the set with its PVCs/PVs in one read; the NFS server (also master here): one write
-    assert master.commands == 2 * 2
+    assert master.commands == 2 + 3  # the same two reads, then one write for the six
     again = flows_kube.write_v2(lab["inv"])
     assert len(again.details["content"]["unchanged"]) == 6 and not again.details["content"]["written"]
+    assert master.commands == 2 + 3 + 2 and not again.report.changed_hosts
 
 
 def test_deploy_plan_mode_changes_nothing(lab):
@@ -191,8 +194,8 @@ def test_scale_noop_when_already_scaled(lab):
     # replicas without content get theirs; none had any here
     assert len(res.details["content"]["written"]) == 10
     # plan read, one read of the settled rollout, one read after it (the content step plans from it
-    # too), one write
-    assert lab["hosts"]["master"].commands == 4
+    # too), what the PV directories hold, one write
+    assert lab["hosts"]["master"].commands == 5
 
 
 def test_status_one_command_on_master(lab):

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from labkit.facts import containerd, content, docker, nfs, os as os_facts, registry, services
+from labkit.errors import OperationError
 from labkit.facts.base import FactResult
 from factdata import plain
 
@@ -30,8 +31,13 @@ def test_fact_parses_recorded_output(path):
     args = [tuple(a) if isinstance(a, list) else a for a in case["args"]]
     fact = FACTS[case["fact"]](*args)
     assert case["exited"] in fact.ok_exit_codes, "a recorded exit code the fact would reject"
-    got = fact.process(FactResult(case["stdout"], case.get("stderr", ""), case["exited"]))
-    assert plain(got) == case["expected"]
+    result = FactResult(case["stdout"], case.get("stderr", ""), case["exited"])
+    if "raises" in case:  # a fact that refuses what it read: the message says what to do
+        with pytest.raises(OperationError) as err:
+            fact.process(result)
+        assert str(err.value) == case["raises"]
+        return
+    assert plain(got := fact.process(result)) == case["expected"], got
 
 
 def test_recorded_fact_commands_are_the_facts_own():
