@@ -109,7 +109,7 @@ def setup_cluster(c, inventory: str | None = None, plan: bool = False, reset: bo
     _run(c, inventory, lambda inv: flows_cluster.setup_cluster(inv, plan=plan, reset=reset, timeout=timeout))
 
 
-# ---- Kubernetes tasks: bodies in labkit/flows_kube.py ---------------------------------
+# ---- Kubernetes tasks: bodies in labkit/flows_kube.py, flows_content.py, flows_verify.py, flows_up.py
 
 TIMEOUT_HELP = ("seconds to wait for each rollout at most (a known cause that stays kubernetes.stuck_after "
                 "seconds fails it earlier)")
@@ -152,9 +152,9 @@ def scale(c, inventory: str | None = None, replicas=None, image_tag: str | None 
 @task(help={"inventory": INVENTORY_HELP, "plan": PLAN_HELP})
 def write_v2(c, inventory: str | None = None, plan: bool = False):
     """Seed step 8: write the new version's content for ordinals at or above the partition."""
-    from labkit import flows_kube
+    from labkit import flows_content
 
-    _run(c, inventory, lambda inv: flows_kube.write_v2(inv, plan=plan))
+    _run(c, inventory, lambda inv: flows_content.write_v2(inv, plan=plan))
 
 
 def _judge(report) -> None:
@@ -164,9 +164,9 @@ def _judge(report) -> None:
 
 
 def _verify(c, inventory, as_json: bool) -> None:
-    from labkit import flows_kube
+    from labkit import flows_verify
 
-    _judge(_run(c, inventory, lambda inv: flows_kube.verify(inv, as_json=as_json)))
+    _judge(_run(c, inventory, lambda inv: flows_verify.verify(inv, as_json=as_json)))
 
 
 @task(help={"inventory": INVENTORY_HELP, "json": "print the report as JSON"})
@@ -178,9 +178,9 @@ def verify(c, inventory: str | None = None, json: bool = False):
 @task(help={"inventory": INVENTORY_HELP})
 def status(c, inventory: str | None = None):
     """The StatefulSet, its pods with PVC/PV directories, and the nodes."""
-    from labkit import flows_kube
+    from labkit import flows_verify
 
-    _run(c, inventory, flows_kube.status)
+    _run(c, inventory, flows_verify.status)
 
 
 @task(help={"inventory": INVENTORY_HELP, "plan": PLAN_HELP,
@@ -194,9 +194,9 @@ def teardown(c, inventory: str | None = None, purge: bool = False, yes: bool = F
 
 
 def up(c, inventory: str | None = None, plan: bool = False, timeout: int = 600):
-    from labkit import flows_kube
+    from labkit import flows_up
 
-    result = _run(c, inventory, lambda inv: flows_kube.up(inv, plan=plan, timeout=timeout))
+    result = _run(c, inventory, lambda inv: flows_up.up(inv, plan=plan, timeout=timeout))
     if result.verify is not None:  # None in plan mode: verify is skipped
         _judge(result.verify)
 

@@ -100,10 +100,10 @@ def main() -> None:
             show(f"run {i + 1}: re-run (no change)", total, rows)
             print(f"  ssh connections per host, each step on its own: {per_host(o0, opened())}")
             rerun.append(total)
-            from labkit import flows_kube
+            from labkit import flows_up
 
             o0, t0 = opened(), time.monotonic()
-            if not flows_kube.up(inv).verify.ok:
+            if not flows_up.up(inv).verify.ok:
                 sys.exit("bench: up's verify failed on the re-run")
             print(f"run {i + 1}: up in process (one session, setup-cluster included): {time.monotonic() - t0:.1f}s; "
                   f"ssh connections per host: {per_host(o0, opened())}", flush=True)

@@ -22,7 +22,7 @@ def main() -> None:
     p.add_argument("--verbose", action="store_true", help="print labkit's output too")
     args = p.parse_args()
     quiet_ui(args.verbose)
-    from labkit import flows_kube, pipeline
+    from labkit import flows_content, flows_kube, flows_verify, pipeline
     from labkit.inventory import load
     from labkit.remote import connect
 
@@ -44,7 +44,7 @@ def main() -> None:
             hosts = connect(inv)
             try:
                 t0 = time.monotonic()
-                _, summary = flows_kube.content_step(inv, hosts, title="content")
+                _, summary = flows_content.content_step(inv, hosts, title="content")
                 t_content = time.monotonic() - t0
                 c_content = sum(h.commands for h in hosts.values())
             finally:
@@ -53,7 +53,7 @@ def main() -> None:
             if len(summary["written"]) != n:
                 sys.exit(f"bench: the content step wrote {len(summary['written'])} pages, expected {n}")
             t0 = time.monotonic()
-            report = flows_kube.verify(inv)
+            report = flows_verify.verify(inv)
             t_verify = time.monotonic() - t0
             if not report.ok or len(report.rows) != n:
                 sys.exit(f"bench: verify at {n} replicas is not green ({len(report.rows)} rows)")

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable
 from labkit import ui
 from labkit.errors import HostError, HostsFailed, LabkitError
 from labkit.facts.base import Fact, FactResult
-from labkit.operations.base import Command, HostPlan, PutFile
+from labkit.operations.base import Command, HostPlan, PutFile, Wait
 from labkit.remote import HostConnection, run_parallel
 
 
@@ -22,7 +22,7 @@ from labkit.remote import HostConnection, run_parallel
 class Step:
     name: str
     facts: dict[str, Fact]
-    plan: Callable[[dict[str, Any]], Iterable[Command | PutFile]]
+    plan: Callable[[dict[str, Any]], Iterable[Command | PutFile | Wait]]
 
 
 @dataclass(frozen=True)
@@ -154,12 +154,19 @@ class RunReport:
     def changed_hosts(self) -> list[str]:
         return [h for h, o in self.hosts.items() if o.changed]
 
+    def waits(self, host: str) -> list[Wait]:
+        """The waits the plan of ``host`` asks for, in order (the flow runs them after the apply)."""
+        outcome = self.hosts.get(host)
+        return [w for p in outcome.plans for w in p.waits] if outcome and not outcome.error else []
+
     def raise_for_failures(self) -> None:
         if self.failures:
             raise HostsFailed(self.title, self.failures, {h: o for h, o in self.hosts.items() if not o.error})
 
 
-def describe(change: Command | PutFile) -> str:
+def describe(change: Command | PutFile | Wait) -> str:
+    if isinstance(change, Wait):
+        return change.description
     if isinstance(change, PutFile):
         return f"write {change.path}" + (f" ({change.description})" if change.description else "")
     return change.description or change.command
@@ -196,13 +203,15 @@ def apply_host(host: HostConnection, plans: list[HostPlan], progress: ui.HostPro
             done.append((plan.operation, "no change", ""))
             continue
         for change in plan.changes:
+            if isinstance(change, Wait):  # the flow waits, after every host is applied
+                continue
             progress.update(host.name, f"{plan.operation}: {describe(change)}")
             try:
                 apply_change(host, change)
             except HostError as exc:
                 msg = exc.detail if exc.host == host.name else str(exc)
                 raise HostError(host.name, f"{plan.operation}: {describe(change)}: {msg}") from None
-        done.append((plan.operation, "changed", f"{len(plan.changes)} change(s)"))
+        done.append((plan.operation, "changed", f"{sum(not isinstance(c, Wait) for c in plan.changes)} change(s)"))
     return done
 
 
@@ -220,7 +229,7 @@ def run(hosts: dict[str, HostConnection], steps: dict[str, list[Step]], *, title
             if err is not None:
                 progress.done(name, "failed", err)
             else:
-                n = sum(len(p.changes) for p in plans)
+                n = sum(not p.no_change and len(p.changes) - len(p.waits) for p in plans)
                 progress.done(name, "would change" if n else "no change", f"{n} change(s)" if n else "")
         outcome = run_parallel(targets, lambda h: plan_host(h, steps[h.name]), on_done=on_plan)
     for name, err in outcome.failures.items():
@@ -237,7 +246,7 @@ def run(hosts: dict[str, HostConnection], steps: dict[str, list[Step]], *, title
             if p.no_change:
                 rows.append([name, p.operation, "no change", ""])
             for c in p.changes:
-                rows.append([name, p.operation, "would change", describe(c)])
+                rows.append([name, p.operation, "would wait" if isinstance(c, Wait) else "would change", describe(c)])
     ui.table(f"{title}: plan" + (" (plan mode: nothing will be changed)" if plan_only else ""),
              ["host", "step", "status", "change"], rows, status_column=2)
     if plan_only:

@@ -33,14 +33,37 @@ class PutFile:
     backup_suffix: str = ".labkit.bak"
 
 
+@dataclass(frozen=True)
+class Wait:
+    """Wait until a rollout is done (``labkit.waits``): part of a plan, after the changes that start
+    it, so the plan says the step will wait. The runner applies the changes; the flow then waits on
+    its host. ``replicas``: a StatefulSet is done only with exactly pods 0..replicas-1, all Ready
+    (a scale-down removes the top pods one at a time)."""
+
+    kind: str  # deployment | statefulset
+    name: str
+    namespace: str
+    replicas: int | None = None
+
+    @property
+    def description(self) -> str:
+        exactly = f" with exactly {self.replicas} Ready pod(s)" if self.replicas is not None else ""
+        return f"wait for {self.kind}/{self.name} -n {self.namespace} to roll out{exactly}"
+
+
 @dataclass
 class HostPlan:
     """What one operation would do on one host."""
 
     host: str
     operation: str
-    changes: list = field(default_factory=list)  # Command | PutFile, in order
+    changes: list = field(default_factory=list)  # Command | PutFile | Wait, in order
+
+    @property
+    def waits(self) -> list[Wait]:
+        return [c for c in self.changes if isinstance(c, Wait)]
 
     @property
     def no_change(self) -> bool:
-        return not self.changes
+        """Nothing to change (a wait alone changes nothing: it is not applied by the runner)."""
+        return all(isinstance(c, Wait) for c in self.changes)

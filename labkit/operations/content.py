@@ -85,3 +85,15 @@ def write_command(targets: list[Target], export: str, description: str = "", *, 
     # sh -c SCRIPT NAME ARGS...: $0 is NAME, the pairs are $1.. ; every piece is quoted.
     command = "sh -c " + quote(script.read_text()) + " write-content " + " ".join(quote(a) for a in args)
     return Command(command, sudo=True, description=description or f"write index.html in {_dirs(len(targets))}")
+
+
+def purge(directories: dict[str, PVDirectory]) -> Iterator[Command]:
+    """``teardown --purge``: remove the PV directories that are still there (one command). One that
+    resolves out of the export is refused, and nothing is removed."""
+    for d, state in directories.items():
+        if state.state == "outside":
+            raise OperationError(f"{d} resolves to {state.real}, outside the export: refusing to remove it")
+    there = sorted(d for d, state in directories.items() if state.state != "missing")
+    if there:
+        yield Command("rm -rf -- " + " ".join(quote(d) for d in there), sudo=True,
+                      description=f"remove {_dirs(len(there))} (the purged PVs' data)")

@@ -14,8 +14,9 @@ import yaml
 from labkit import manifests
 from labkit import validate
 from labkit.errors import OperationError
+from labkit.facts import kube as kf
 from labkit.facts.kube import PV, PVC, Namespace, StatefulSetState, resource_ref
-from labkit.operations.base import Command, PutFile
+from labkit.operations.base import Command, PutFile, Wait
 from labkit.shell import quote
 
 # Where the rendered manifests are uploaded on the control plane before `kubectl apply -f`.
@@ -265,3 +266,13 @@ def kubectl_failure(command: Command, output: list[str], namespace: str, task: s
     lines = kubectl_error_lines(output)
     said = "; ".join(lines) or "no output"
     return f"{what} failed: {said}: {what_to_do(said, namespace, task)}"
+
+
+def wait_for(wait: Wait, rollout: kf.Rollout | None, *, after_changes: bool,
+             pods: list[kf.Pod] | None = None) -> Iterator[Wait]:
+    """``wait`` when the plan changes something before it, or when the rollout is not done yet (a
+    run that failed while waiting); nothing when it is done and nothing changes."""
+    settled = rollout is not None and rollout.done and (
+        wait.replicas is None or not kf.pods_not_yet_matching(pods or [], wait.replicas))
+    if after_changes or not settled:
+        yield wait

@@ -223,3 +223,15 @@ def test_write_command_validates():
         content_ops.write_command([content.Target(0, "a", "a", "/nfsdata/x", "a\0b")], "/nfsdata")
     with pytest.raises(ValueError):
         content_facts.PVDirectories("/nfsdata", ["/nfsdata/$(reboot)"])
+
+
+def test_purge_removes_what_is_there_and_refuses_what_leads_out():
+    each = recorded_fact("pv-directories-each-state")
+    inside = {d: s for d, s in each.items() if s.state != "outside"}
+    [cmd] = content_ops.purge(inside)
+    removed = cmd.command.removeprefix("rm -rf -- ").split()
+    assert removed == sorted(d for d, s in inside.items() if s.state != "missing") and len(removed) == 6
+    assert cmd.description == "remove 6 PV directories (the purged PVs' data)"
+    assert list(content_ops.purge({d: s for d, s in each.items() if s.state == "missing"})) == []
+    with pytest.raises(OperationError, match="resolves to /tmp/rec/outside, outside the export"):
+        list(content_ops.purge(each))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit import flows_kube, inventory
+from labkit import flows_content, flows_kube, flows_up, flows_verify, inventory
 from labkit.errors import HostError, OperationError
 from labkit.remote import RunResult
 from factdata import revisions_of
@@ -31,6 +31,12 @@ def out(name):
     sys.stdout.write(open(p).read() if os.path.exists(p) else "")
 if args[0] == "get":
     what = args[1].split("/")[0]
+    named = {"deployment": "deployments.apps", "statefulset": "statefulsets.apps"}.get(what)
+    f = os.path.join(d, {"statefulset": "sts.json"}.get(what, what + ".json"))
+    empty = not os.path.exists(f) or not open(f).read()
+    if "/" in args[1] and named and empty:  # as kubectl says it of an object that does not exist
+        sys.stderr.write('Error from server (NotFound): %s "%s" not found\n' % (named, args[1].split("/")[1]))
+        sys.exit(1)
     out({"pods": "pods.json", "pvc": "pvc.json", "pv": "pv.json", "statefulset": "sts.json",
          "nodes": "nodes.json", "deployment": "deployment.json",
          "namespace": "namespace.json", "controllerrevisions": "revisions.json"}.get(what, "objects.json"))
@@ -114,7 +120,8 @@ def lab(tmp_path, monkeypatch):
     inv = inventory.load(tmp_path / "hosts.yaml")
     env = dict(os.environ, FAKE_KUBE=str(kube_dir), PATH=f"{bindir}:{os.environ['PATH']}")
     hosts = {h.name: FakeHost(h.name, env, (FACTS / "curl-rolled-out.txt").read_text()) for h in inv.hosts}
-    monkeypatch.setattr(flows_kube, "connect", lambda inv_, names=None: hosts)
+    for module in (flows_kube, flows_content, flows_verify):
+        monkeypatch.setattr(module, "connect", lambda inv_, names=None: hosts)
     return {"inv": inv, "hosts": hosts, "kube": kube_dir, "export": export}
 
 
@@ -128,7 +135,7 @@ def mutating(lab):
 
 
 def test_verify_two_commands_on_master(lab):
-    report = flows_kube.verify(lab["inv"])
+    report = flows_verify.verify(lab["inv"])
     assert report.ok, report.to_dict()
     assert report.commands == {"master": 2, "node01": 0, "node02": 0}
     assert mutating(lab) == []
@@ -136,19 +143,19 @@ def test_verify_two_commands_on_master(lab):
 
 def test_write_v2_plan_then_apply(lab):
     master = lab["hosts"]["master"]
-    res = flows_kube.write_v2(lab["inv"], plan=True)
+    res = flows_content.write_v2(lab["inv"], plan=True)
     assert res.details["ordinals"] == [4, 5, 6, 7, 8, 9]
     assert len(res.details["content"]["would write"]) == 6
     assert list(lab["export"].rglob("index.html")) == []  # plan mode wrote nothing
     # master: the set with its PVCs/PVs in one read; as the NFS server (also master here) what the
     # directories hold in one read
     assert master.commands == 2
-    res = flows_kube.write_v2(lab["inv"])
+    res = flows_content.write_v2(lab["inv"])
     assert len(res.details["content"]["written"]) == 6
     files = sorted(lab["export"].rglob("index.html"))
     assert len(files) == 6 and {f.read_text() for f in files} == {"Version: --v2\n"}
     assert master.commands == 2 + 3  # the same two reads, then one write for the six
-    again = flows_kube.write_v2(lab["inv"])
+    again = flows_content.write_v2(lab["inv"])
     assert len(again.details["content"]["unchanged"]) == 6 and not again.details["content"]["written"]
     assert master.commands == 2 + 3 + 2 and not again.report.changed_hosts
 
@@ -157,7 +164,11 @@ def test_deploy_plan_mode_changes_nothing(lab):
     (lab["kube"] / "objects.json").write_text("")  # fresh cluster: nothing applied yet
     res = flows_kube.deploy(lab["inv"], plan=True)
     plan = res.report.hosts["master"].plans[0]
-    assert [type(c).__name__ for c in plan.changes] == ["PutFile", "Command"]
+    assert [type(c).__name__ for c in plan.changes] == ["PutFile", "Command", "Wait", "Wait"]
+    # the waits are part of the plan: the provisioner first, then the set
+    assert [w.description for w in plan.waits] == [
+        "wait for deployment/nfs-client-provisioner -n default to roll out",
+        "wait for statefulset/statefulset -n default to roll out"]
     assert mutating(lab) == []
     assert not any(s.startswith("PUT ") for s in lab["hosts"]["master"].sent)
 
@@ -169,7 +180,8 @@ def test_deploy_applies_waits_and_writes_content(lab):
     assert m[0] == ["apply", "-f", "/var/lib/labkit/manifests.yaml"]
     assert m[1:] == []  # the waits only read, in order: the provisioner, then the set
     reads = [c[1] for c in calls(lab) if c[0] == "get" and c[1].startswith(("deployment/", "statefulset/"))]
-    assert reads == ["deployment/nfs-client-provisioner", "statefulset/statefulset"]
+    # the plan reads both rollouts with its facts; the waits it planned read them again, in order
+    assert reads == ["deployment/nfs-client-provisioner", "statefulset/statefulset"] * 2
     files = sorted(lab["export"].rglob("index.html"))
     assert len(files) == 10  # the live set has 10 replicas: 0-3 v1, 4-9 v2
     assert sorted(f.read_text() for f in files) == ["Version: --v1\n"] * 4 + ["Version: --v2\n"] * 6
@@ -193,13 +205,14 @@ def test_scale_noop_when_already_scaled(lab):
     assert res.details["new_pvcs"] == []
     # replicas without content get theirs; none had any here
     assert len(res.details["content"]["written"]) == 10
-    # plan read, one read of the settled rollout, one read after it (the content step plans from it
-    # too), what the PV directories hold, one write
-    assert lab["hosts"]["master"].commands == 5
+    # the plan's read (the rollout is settled: no wait planned), the set's state for the new pairs
+    # and the content step, what the PV directories hold, one write
+    assert lab["hosts"]["master"].commands == 4
+    assert res.report.waits("master") == []
 
 
 def test_status_one_command_on_master(lab):
-    st = flows_kube.status(lab["inv"])
+    st = flows_verify.status(lab["inv"])
     assert len(st["pods"]) == 10 and st["nodes"] and st["sts"].replicas == 10
     assert {n: h.commands for n, h in lab["hosts"].items()} == {"master": 1, "node01": 0, "node02": 0}
 
@@ -247,7 +260,7 @@ def test_up_plan_on_a_fresh_lab_says_what_waits_on_what(lab, monkeypatch, capsys
     seen = host_flows(monkeypatch, registry_running=False)
     for name in ("objects.json", "sts.json", "pvc.json", "pods.json"):
         (lab["kube"] / name).write_text("")  # a fresh cluster: no objects, no StatefulSet
-    res = flows_kube.up(lab["inv"], plan=True)
+    res = flows_up.up(lab["inv"], plan=True)
     out = capsys.readouterr().out
     assert res.verify is None
     assert res.steps == {"setup-registry": "would change", "setup-nfs": "no change",
@@ -267,7 +280,7 @@ def test_up_plan_on_a_fresh_lab_says_what_waits_on_what(lab, monkeypatch, capsys
 def test_up_plan_on_a_deployed_lab_runs_every_steps_own_plan(lab, monkeypatch, capsys):
     seen = host_flows(monkeypatch, registry_running=True)
     (lab["kube"] / "sts.json").write_text(stdout_of("sts-initial"))  # deployed: 6 x v1
-    res = flows_kube.up(lab["inv"], plan=True)
+    res = flows_up.up(lab["inv"], plan=True)
     out = capsys.readouterr().out
     assert seen == [("setup-registry", True), ("setup-nfs", True), ("build-images", True)]
     assert res.steps["build-images"] == "no change" and res.steps["scale"] == "would change"
@@ -278,7 +291,7 @@ def test_up_plan_on_a_deployed_lab_runs_every_steps_own_plan(lab, monkeypatch, c
 
 def test_up_plan_on_a_scaled_lab_plans_write_v2_without_writing(lab, monkeypatch):
     host_flows(monkeypatch, registry_running=True)
-    res = flows_kube.up(lab["inv"], plan=True)  # the recorded lab: rolled out, 10 replicas
+    res = flows_up.up(lab["inv"], plan=True)  # the recorded lab: rolled out, 10 replicas
     assert res.steps["scale"] == "no change" and res.steps["write-v2"] == "would change"
     assert mutating(lab) == [] and list(lab["export"].rglob("index.html")) == []
 
@@ -327,7 +340,7 @@ def test_deploy_plan_creates_a_missing_namespace_first_and_changes_nothing(lab, 
     inv = in_lab(lab, "namespace-absent")
     res = flows_kube.deploy(inv, plan=True)
     changes = res.report.hosts["master"].plans[0].changes
-    assert [type(c).__name__ for c in changes] == ["Command", "PutFile", "Command"]
+    assert [type(c).__name__ for c in changes] == ["Command", "PutFile", "Command", "Wait", "Wait"]
     assert changes[0].description == "create namespace lab (app.kubernetes.io/managed-by=labkit)"
     assert "create namespace lab" in capsys.readouterr().out
     assert mutating(lab) == [] and not any(s.startswith("PUT ") for s in lab["hosts"]["master"].sent)
@@ -343,7 +356,7 @@ def test_deploy_into_an_existing_namespace_creates_none(lab, case):
     inv = in_lab(lab, case)
     res = flows_kube.deploy(inv, plan=True)
     changes = res.report.hosts["master"].plans[0].changes
-    assert [type(c).__name__ for c in changes] == ["PutFile", "Command"]  # the manifests only
+    assert [type(c).__name__ for c in changes] == ["PutFile", "Command", "Wait", "Wait"]  # the manifests only
     assert not any("namespace" in c.description for c in changes)
 
 
@@ -390,6 +403,10 @@ def test_teardown_purge_plan_keeps_the_default_namespace_and_says_why(lab, capsy
             "app.kubernetes.io/managed-by=labkit label), so teardown --purge never deletes it") in out
     assert res.details["namespace_kept"] is True
     assert mutating(lab) == []
+    # the purge of the NFS data is planned on the NFS server like any step: what it would remove
+    purge = res.details["purge_report"].hosts["master"].plans[0]
+    assert [c.description for c in purge.changes] == ["remove 10 PV directories (the purged PVs' data)"]
+    assert len([d for d in lab["export"].iterdir() if d.is_dir()]) == 10  # plan mode removed nothing
 
 
 def test_teardown_purge_deletes_labkits_namespace_last(lab, capsys):

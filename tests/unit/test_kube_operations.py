@@ -232,3 +232,29 @@ def test_kubectl_error_lines_keep_plain_output_when_no_line_is_an_error():
     cmd = Command("kubectl delete pv/x --ignore-not-found --wait=true", sudo=False, description="delete 1 PV(s)")
     assert kube.kubectl_failure(cmd, [], "lab", "teardown") == \
         "kubectl delete failed: no output: fix what kubectl says, then run `invoke teardown` again"
+
+
+# ---- the waits a plan asks for, from recorded rollouts and pods
+
+def _recorded(name, fact):
+    from labkit.facts.base import FactResult
+    return fact.process(FactResult(json.dumps(json.loads((ROOT / "tests" / "data" / "facts" / "kube" /
+                                                          f"{name}.json").read_text())["stdout"])))
+
+
+@pytest.mark.parametrize("sts, pods, replicas, after_changes, waits", [
+    ("sts-rolled-out", "pods-rolled-out", 10, False, False),   # settled, nothing changed: no wait
+    ("sts-rolled-out", "pods-rolled-out", 10, True, True),     # a change before it: wait
+    ("sts-rolling", "pods-rolled-out", None, False, True),     # a run that failed while waiting
+    ("sts-seed-scaling-down", "pods-seed-scaling-down", 3, False, True),  # the top pods still there
+    ("sts-absent", "pods-none", None, True, True),             # deploy creates it
+])
+def test_wait_for(sts, pods, replicas, after_changes, waits):
+    from labkit.facts import kube as kf
+    from labkit.operations.base import Wait
+
+    rollout = _recorded(sts, kf.RolloutFact("statefulset", "statefulset", "default")) if sts != "sts-absent" else None
+    wait = Wait("statefulset", "statefulset", "default", replicas)
+    got = list(kube.wait_for(wait, rollout, after_changes=after_changes,
+                                 pods=_recorded(pods, kf.StatefulSetPods("default", "statefulset", "statefulset"))))
+    assert got == ([wait] if waits else [])

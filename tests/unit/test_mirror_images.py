@@ -20,7 +20,8 @@ import pytest
 import yaml
 from invoke import Config, MockContext, Program
 
-from labkit import flows, flows_cluster, flows_images, flows_kube, inventory, manifests
+from labkit import (flows, flows_cluster, flows_content, flows_images, flows_kube, flows_up, flows_verify,
+                    inventory, manifests)
 from labkit.errors import InventoryError, OperationError
 from labkit.facts import images as image_facts
 from labkit.facts.base import FactResult
@@ -380,9 +381,9 @@ def _fake_flows(monkeypatch, seen: list, registry_pending: bool = False):
     monkeypatch.setattr(flows_images, "mirror_images", fake("mirror-images", "mirror images",
                                                             [Command("docker push x")]))
     monkeypatch.setattr(flows, "build_images", fake("build-images", "images"))
-    for name in ("deploy", "scale", "write_v2"):
-        monkeypatch.setattr(flows_kube, name, lambda inv, _n=name, **kw: seen.append((_n, kw.get("plan", False))))
-    monkeypatch.setattr(flows_kube, "verify", lambda inv: seen.append(("verify", False)) or "report")
+    for module, name in ((flows_kube, "deploy"), (flows_kube, "scale"), (flows_content, "write_v2")):
+        monkeypatch.setattr(module, name, lambda inv, _n=name, **kw: seen.append((_n, kw.get("plan", False))))
+    monkeypatch.setattr(flows_verify, "verify", lambda inv: seen.append(("verify", False)) or "report")
 
 
 @pytest.mark.parametrize("switch, expected", [
@@ -395,7 +396,7 @@ def test_up_runs_mirror_images_after_setup_registry_before_build_images(seed, tm
     inv = _with([("    tags: [v1, v2]\n", "    tags: [v1, v2]\n  mirror: true\n")], tmp_path) if switch else seed
     seen: list = []
     _fake_flows(monkeypatch, seen)
-    res = flows_kube.up(inv)
+    res = flows_up.up(inv)
     assert [n for n, _ in seen] == expected and not any(p for _, p in seen)
     assert ("mirror-images" in res.steps) is switch and res.verify == "report"
 
@@ -412,7 +413,7 @@ def test_up_plan_shows_mirror_images_in_order(tmp_path, monkeypatch, capsys, reg
     seen: list = []
     _fake_flows(monkeypatch, seen, registry_pending=registry_pending)
     _pending_cluster(monkeypatch)
-    res = flows_kube.up(inv, plan=True)
+    res = flows_up.up(inv, plan=True)
     out = " ".join(capsys.readouterr().out.split())
     assert list(res.steps) == ["setup-cluster", "setup-registry", "setup-nfs", "mirror-images", "build-images",
                                "deploy", "scale", "write-v2", "verify"]

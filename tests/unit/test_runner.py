@@ -282,3 +282,18 @@ def test_doctor_allows_kubectl_within_one_minor_of_the_cluster(kubectl, ok):
          "membership": Membership(Kubeconfig("https://192.168.20.6:6443", None), None), "kubeadm": []}
     rows = {r[1]: r[2] for r in flows._cluster_rows(inv, doctor_host("master"), f)}
     assert rows["kubernetes tools"] == ("ok" if ok else "failed") and rows["control plane"] == "ok"
+
+
+def test_a_wait_is_planned_and_shown_but_left_to_the_flow():
+    from labkit.operations.base import Wait
+
+    wait = Wait("statefulset", "web", "default", 10)
+    hosts = {"master": LocalHost("master"), "node01": LocalHost("node01")}
+    steps = {"master": [runner.Step("scale", {}, lambda f: [Command("true", description="patch"), wait])],
+             "node01": [runner.Step("scale", {}, lambda f: [wait])]}  # only a wait: nothing to change
+    report = runner.run(hosts, steps, title="t")
+    assert report.changed_hosts == ["master"] and report.hosts["node01"].plans[0].no_change
+    assert report.hosts["master"].applied == [("scale", "changed", "1 change(s)")]
+    assert hosts["master"].sent == ["true"] and hosts["node01"].sent == []  # no facts to read; waits are not sent
+    assert report.waits("master") == report.waits("node01") == [wait]
+    assert runner.describe(wait) == "wait for statefulset/web -n default to roll out with exactly 10 Ready pod(s)"

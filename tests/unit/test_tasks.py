@@ -100,9 +100,9 @@ def test_list_and_help_document_the_tasks(capsys):
     assert "-i STRING, --inventory=STRING" in out and "-p, --plan" in out
 
 
-# ---- Kubernetes tasks (bodies in labkit/flows_kube.py)
+# ---- Kubernetes tasks (bodies in labkit/flows_kube.py, flows_content.py, flows_verify.py, flows_up.py)
 
-from labkit import flows_kube  # noqa: E402
+from labkit import flows_content, flows_kube, flows_up, flows_verify  # noqa: E402
 
 
 def test_scale_options_are_typed_and_default_to_the_inventory(inventory, monkeypatch):
@@ -123,7 +123,7 @@ def test_scale_options_are_typed_and_default_to_the_inventory(inventory, monkeyp
 def test_verify_mismatch_exits_1_naming_the_pods(inventory, monkeypatch):
     report = Report(rows=[Row("statefulset-0", 0), Row("statefulset-7", 7, problems=["image tag v1, expected v2"])],
                     problems=[])
-    monkeypatch.setattr(flows_kube, "verify", lambda inv, as_json=False: report)
+    monkeypatch.setattr(flows_verify, "verify", lambda inv, as_json=False: report)
     with pytest.raises(Exit) as exc:
         tasks.verify(ctx(), inventory=str(inventory), json=True)
     assert exc.value.code == 1 and exc.value.message == \
@@ -135,7 +135,7 @@ def test_verify_mismatch_exits_1_naming_the_pods(inventory, monkeypatch):
 def test_verify_failure_names_the_problems_not_just_counts(inventory, monkeypatch):
     # what once read "verify failed: 0 pod(s) wrong (); 6 other problem(s)"
     extra = [f"pod statefulset-{i} (ordinal {i}) exists but the StatefulSet wants 3 replica(s)" for i in range(3, 9)]
-    monkeypatch.setattr(flows_kube, "verify", lambda inv, as_json=False: Report(
+    monkeypatch.setattr(flows_verify, "verify", lambda inv, as_json=False: Report(
         rows=[Row(f"statefulset-{i}", i) for i in range(3)], problems=extra))
     with pytest.raises(Exit) as exc:
         tasks.verify(ctx(), inventory=str(inventory))
@@ -151,9 +151,9 @@ def test_teardown_passes_purge_and_yes(inventory, monkeypatch):
 
 
 def test_up_runs_the_whole_flow_in_order(inventory, monkeypatch, calls):
-    for name in ("deploy", "scale", "write_v2"):
-        monkeypatch.setattr(flows_kube, name, lambda inv, _n=name, **kw: calls.append((_n, inv, None)))
-    monkeypatch.setattr(flows_kube, "verify", lambda inv, as_json=False: (
+    for module, name in ((flows_kube, "deploy"), (flows_kube, "scale"), (flows_content, "write_v2")):
+        monkeypatch.setattr(module, name, lambda inv, _n=name, **kw: calls.append((_n, inv, None)))
+    monkeypatch.setattr(flows_verify, "verify", lambda inv, as_json=False: (
         calls.append(("verify", inv, None)), SimpleNamespace(ok=True, rows=[], problems=[]))[1])
     tasks.up(ctx(), inventory=str(inventory))
     assert [c[0] for c in calls] == ["setup_registry", "setup_nfs", "build_images", "deploy", "scale",
@@ -165,10 +165,10 @@ def test_up_plan_is_passed_through_and_skips_verify(inventory, monkeypatch):
 
     def up(inv, plan=False, timeout=600):
         seen.append((plan, timeout))
-        return flows_kube.UpResult({"verify": "skipped"} if plan else {}, None if plan else bad)
+        return flows_up.UpResult({"verify": "skipped"} if plan else {}, None if plan else bad)
 
     bad = Report(rows=[Row("statefulset-4", 4, problems=["not curled"])], problems=[])
-    monkeypatch.setattr(flows_kube, "up", up)
+    monkeypatch.setattr(flows_up, "up", up)
     Program(namespace=tasks.ns).run(["invoke", "up", "-i", str(inventory), "--plan"], exit=False)
     tasks.up(ctx(), inventory=str(inventory), plan=True)  # no Exit: plan mode has no verify report
     assert seen == [(True, 600), (True, 600)]
