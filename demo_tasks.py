@@ -16,7 +16,7 @@ from invoke import Exit, task
             "timeout": "seconds to wait for each rollout"})
 def demo(c, subnet: str | None = None, timeout: int = 600):
     """Bring up kubeadm-ready twin hosts, make the cluster and run the whole flow with labkit, show how to look around."""
-    from labkit import flows_kube, ui
+    from labkit import flows_up, ui
     from labkit.errors import LabkitError
     from labkit.inventory import load
     from labtwin.cli import main as twin_cli
@@ -37,7 +37,7 @@ def demo(c, subnet: str | None = None, timeout: int = 600):
                "then the seed flow")
     try:
         inv = load(inventory)
-        report = flows_kube.up(inv, timeout=timeout).verify  # the same flow as `invoke up`
+        report = flows_up.up(inv, timeout=timeout).verify  # the same flow as `invoke up`
     except LabkitError as exc:
         raise Exit(f"demo: labkit: {exc}\n(the twin is still up: `invoke twin.down` removes it)", code=1) from None
     except KeyboardInterrupt:
