@@ -33,9 +33,14 @@ def _run_on_control_plane(cp: HostConnection, step: Step, title: str, plan: bool
 
 def _render_live(inv, sts: kf.StatefulSetState | None) -> list[dict]:
     """The manifests, keeping the live set's replicas/tag/partition once it exists: deploy never
-    undoes a scale or a rollout (that is `scale`'s job), so re-running it changes nothing."""
-    if sts is None or sts.tag not in inv.images.web.tags:
+    undoes a scale or a rollout (that is `scale`'s job), so re-running it changes nothing. A live
+    tag the inventory does not list is refused: rendering the inventory's would roll pods back."""
+    if sts is None:
         return manifests.render(inv)
+    if sts.tag not in inv.images.web.tags:
+        raise OperationError(f"StatefulSet {sts.name} runs image tag {sts.tag!r}, which images.web.tags "
+                             f"({', '.join(inv.images.web.tags)}) does not list: deploy would roll its pods back. "
+                             f"Add {sts.tag} to images.web.tags, or run `invoke scale --image-tag <tag>` first")
     return manifests.render(inv, replicas=sts.replicas, image_tag=sts.tag, partition=sts.partition)
 
 

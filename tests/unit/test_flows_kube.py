@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from labkit import flows_content, flows_kube, flows_up, flows_verify, inventory
-from labkit.errors import HostError, OperationError
+from labkit.errors import HostError, HostsFailed, OperationError
 from labkit.remote import RunResult
 from factdata import revisions_of
 
@@ -185,6 +185,18 @@ def test_deploy_applies_waits_and_writes_content(lab):
     files = sorted(lab["export"].rglob("index.html"))
     assert len(files) == 10  # the live set has 10 replicas: 0-3 v1, 4-9 v2
     assert sorted(f.read_text() for f in files) == ["Version: --v1\n"] * 4 + ["Version: --v2\n"] * 6
+
+
+def test_deploy_refuses_to_roll_back_a_tag_the_inventory_does_not_list(lab, tmp_path):
+    # the live set runs v2 above its partition; an inventory listing only v1 would render v1 there
+    text = (tmp_path / "hosts.yaml").read_text().replace("tags: [v1, v2]", "tags: [v1]")
+    text = text.replace("image_tag: v2", "image_tag: v1")
+    assert "tags: [v1]" in text and "image_tag: v2" not in text
+    (tmp_path / "v1-only.yaml").write_text(text)
+    with pytest.raises(HostsFailed, match=r"runs image tag 'v2', which images.web.tags \(v1\) does not list: "
+                                          r"deploy would roll its pods back"):
+        flows_kube.deploy(inventory.load(tmp_path / "v1-only.yaml"))
+    assert mutating(lab) == [] and not any(s.startswith("PUT ") for s in lab["hosts"]["master"].sent)
 
 
 def test_redeploy_keeps_existing_content_unless_rewrite(lab):
