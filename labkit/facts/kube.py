@@ -6,6 +6,7 @@ so these facts do not use sudo. Every name and namespace is quoted (``labkit.she
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 
 from labkit.errors import OperationError
@@ -498,7 +499,21 @@ def _latest_event(events: list[dict], kind: str, name: str, uid: str | None, war
             and (e.get("involvedObject") or {}).get("name") == name
             and (uid is None or (e.get("involvedObject") or {}).get("uid") in (None, uid))
             and (not warning_only or e.get("type") == "Warning")]
-    return max(mine, key=_event_time) if mine else None
+    if not mine:
+        return None
+    latest = max(mine, key=_event_time)
+    # The kubelet follows each failed pull ("Failed to pull image ...: <cause>") with bare summaries
+    # ("Error: ErrImagePull", then "Error: ImagePullBackOff" on every back-off): the cause is in the
+    # latest event of the same reason that is not such a summary.
+    if _SUMMARY.match(latest.get("message") or ""):
+        causes = [e for e in mine if e.get("reason") == latest.get("reason")
+                  and not _SUMMARY.match(e.get("message") or "")]
+        if causes:
+            return max(causes, key=_event_time)
+    return latest
+
+
+_SUMMARY = re.compile(r"Error: \w+$")
 
 
 def _pod_state(obj: dict) -> str:

@@ -113,6 +113,19 @@ def test_wait_blockers_group_alike_pods_and_show_the_failed_mount():
     assert "mount failed: exit status 32" in lines[1] and "-> the node cannot mount the NFS export" in lines[1]
 
 
+def test_wait_blockers_take_a_failed_pulls_cause_not_the_kubelets_summary():
+    case = json.loads((ROOT / "tests/data/facts/kube/blockers-no-registry-trust.json").read_text())
+    events = [e for e in case["stdout"]["items"] if e["kind"] == "Event"
+              and e["involvedObject"]["name"] == "statefulset-12" and e["type"] == "Warning"]
+    latest = max(events, key=lambda e: e["lastTimestamp"])
+    assert latest["message"] == "Error: ImagePullBackOff"  # what the latest Warning alone would say
+    [line] = kube.describe_blockers(_blockers("blockers-no-registry-trust"))
+    assert line.startswith('pod statefulset-12 ErrImagePull: Failed: Failed to pull image "10.213.39.6:5000/ljz:v3"')
+    assert "server gave HTTP response to HTTPS client" in line
+    assert line.endswith("-> the node's container runtime does not trust the lab registry: "
+                         "run `invoke setup-registry`")
+
+
 def test_wait_blockers_quote_the_namespace():
     assert kube.WaitBlockers("a b", ("x-",), "c-").build() == "kubectl get pods,pvc,events -n 'a b' -o json"
 
