@@ -130,3 +130,74 @@ def test_nfs_server_stopped_fails_the_mount_and_the_wait_shows_it(t, impatient):
         t.sh("master", "systemctl start nfs-ganesha")
     t.wait_for("every pod ready again", lambda: _all_ready(t, 12), timeout=240, interval=3)
     assert "verify: 12/12 pods ok" in t.invoke("verify").output
+
+
+@pytest.fixture(scope="module")
+def three(t, impatient, tmp_path_factory):
+    """``impatient`` with a third web tag (v3): the last tests roll it out to ordinal 12 only."""
+    return _with(t, impatient, tmp_path_factory.mktemp("inv3"), "three-tags.yaml",
+                 lambda inv: inv["images"]["web"].update(tags=["v1", "v2", "v3"]))
+
+
+def _with(t, source: str, tmp_path, name: str, change) -> str:
+    inv = yaml.safe_load(open(source))
+    change(inv)
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(inv))
+    return str(path)
+
+
+def _record_blockers(t, tmp_path, name: str) -> None:
+    """What labkit read while it waited, kept beside the test's output (pytest keeps the last runs'
+    tmp directories): the source of tests/data/facts/kube/blockers-*.json."""
+    (tmp_path / f"{name}.json").write_text(t.kubectl(f"get pods,pvc,events -n {NS} -o json"))
+
+
+def test_a_node_without_registry_trust_fails_the_pull_and_the_wait_names_setup_registry(t, three, tmp_path):
+    # a new tag only ordinal 12 runs, so its node must pull it; only node02 takes new pods
+    t.invoke("build-images", inventory=three)
+    registry = t.pods()[0]["spec"]["containers"][0]["image"].split("/")[0]
+    certs = f"/etc/containerd/certs.d/{registry}"
+    t.sh("node02", f"mv {shlex.quote(certs)} /root/labkit-test-certs.d")  # node02 forgets the registry
+    t.kubectl("cordon master node01")
+    try:
+        out = _fails_early(t, three, "scale", "--replicas", "13", "--image-tag", "v3", "--partition", "12")
+        _record_blockers(t, tmp_path, "blockers-no-registry-trust")
+        # the kubelet's own cause of the failed pull, and labkit's fix for it
+        assert f"pod {STS}-12 " in out and "server gave HTTP response to HTTPS client" in out, out[-3000:]
+        assert "-> the node's container runtime does not trust the lab registry: run `invoke setup-registry`" in out
+        pod = t.pods()[12]
+        assert pod["spec"]["nodeName"] == "node02"
+        waiting = pod["status"]["containerStatuses"][0]["state"].get("waiting") or {}
+        assert waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff"), waiting
+    finally:
+        t.kubectl("uncordon master node01")
+
+    # the fix labkit named: node02's containerd trusts the registry again
+    out = " ".join(t.invoke("setup-registry", inventory=three).output.split())
+    assert "node02" in out and "containerd trusts registry" in out, out[-3000:]
+    assert t.sh("node02", f"test -f {shlex.quote(certs)}/hosts.toml && echo ok").strip() == "ok"
+    # the kubelet retries after its back-off (up to 5 minutes); a new pod pulls at once
+    t.kubectl(f"delete pod {STS}-12 -n {NS}")
+    t.wait_for("pod 12 ready", lambda: _all_ready(t, 13), timeout=180, interval=3)
+    assert t.pods()[12]["spec"]["containers"][0]["image"] == f"{registry}/ljz:v3"
+
+
+def test_a_wrong_export_fails_the_provisioners_mount_and_the_wait_names_setup_nfs(t, three, tmp_path):
+    moved = _with(t, three, tmp_path, "moved-export.yaml", lambda inv: inv["nfs"].update(export="/nfsdata-moved"))
+    out = _fails_early(t, moved, "deploy")
+    _record_blockers(t, tmp_path, "blockers-wrong-export")
+    # the provisioner's pod cannot mount an export the server does not have
+    assert f"wait for deployment/{PROVISIONER}" in out or f"deployment/{PROVISIONER} is stuck" in out, out[-3000:]
+    assert f"pod {PROVISIONER}-" in out and "FailedMount: MountVolume.SetUp failed" in out, out[-3000:]
+    assert "-> the node cannot mount the NFS export: check that the NFS server runs and exports nfs.export" in out
+    env = t.kubectl_json(f"get deployment {PROVISIONER} -n {NS}")["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "NFS_PATH", "value": "/nfsdata-moved"} in env  # what labkit applied from that inventory
+
+    # the lab's inventory (with the v3 the set now runs) puts the provisioner back on the real export
+    out = " ".join(t.invoke("deploy", inventory=three).output.split())
+    assert f"Deployment/{PROVISIONER}" in out, out[-3000:]
+    assert _all_ready(t, 13)
+    # deploy gave pod 12 (made while the pull failed, so scale wrote nothing) its version's page
+    assert t.served()[12] == "Version: --v3"
+    assert "verify: 13/13 pods ok" in t.invoke("verify", inventory=three).output

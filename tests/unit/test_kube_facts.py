@@ -126,6 +126,14 @@ def test_wait_blockers_take_a_failed_pulls_cause_not_the_kubelets_summary():
                          "run `invoke setup-registry`")
 
 
+def test_wait_blockers_of_a_wrong_export_name_the_provisioners_mount():
+    [line] = kube.describe_blockers(_blockers("blockers-wrong-export"))
+    assert line.startswith("pod nfs-client-provisioner-") and " ContainerCreating: FailedMount: " in line
+    assert "mount.nfs: access denied by server while mounting 10.213.39.6:/nfsdata-moved" in line
+    assert line.endswith("-> the node cannot mount the NFS export: check that the NFS server runs and exports "
+                         "nfs.export (`invoke setup-nfs`, then `invoke doctor`)")
+
+
 def test_wait_blockers_quote_the_namespace():
     assert kube.WaitBlockers("a b", ("x-",), "c-").build() == "kubectl get pods,pvc,events -n 'a b' -o json"
 
