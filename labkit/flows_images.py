@@ -65,24 +65,6 @@ def mirror_steps(inv, archive: mirror_ops.Archive | None = None) -> dict[str, li
     return steps
 
 
-class UploadingHost(HostConnection):
-    """The registry host's connection, able to send a local file: an ``Upload`` (a PutFile whose bytes
-    are a file on this machine, e.g. a 100 MB archive) goes by sftp straight to its path, streamed;
-    every other PutFile is written as usual."""
-
-    def __init__(self, base: HostConnection, uploads: dict[str, str]):
-        super().__init__(base.name, base.address, base.settings)
-        self.uploads = uploads  # remote path -> local path
-
-    def put_text(self, path: str, content: str, **kwargs) -> None:
-        local = self.uploads.get(path)
-        if local is None:
-            super().put_text(path, content, **kwargs)
-            return
-        with open(local, "rb") as fh:
-            self.put_stream(fh, path)
-
-
 def registry_rows(conn: HostConnection, inv) -> list[list[str]]:
     """Each copy read back from the registry: [host, copy, ok|failed, digest or what to do]."""
     wanted = wanted_images(inv)
@@ -105,8 +87,6 @@ def mirror_images(inv, *, plan: bool = False, source: str | None = None) -> Flow
     archive = mirror_ops.read_archive(source) if source else None  # a bad archive fails before any host
     hosts = connect(inv)
     name = inv.registry_host.name
-    if archive is not None:
-        hosts[name] = UploadingHost(hosts[name], {archive.upload_path: archive.path})
     try:
         report = run(hosts, mirror_steps(inv, archive), title=TITLE, plan_only=plan)
         checks = [] if plan or report.failures else registry_rows(hosts[name], inv)

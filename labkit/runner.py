@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable
 from labkit import ui
 from labkit.errors import HostError, HostsFailed, LabkitError
 from labkit.facts.base import Fact, FactResult
-from labkit.operations.base import Command, HostPlan, PutFile, Wait
+from labkit.operations.base import Command, HostPlan, PutFile, Upload, Wait
 from labkit.remote import HostConnection, run_parallel
 
 
@@ -22,7 +22,7 @@ from labkit.remote import HostConnection, run_parallel
 class Step:
     name: str
     facts: dict[str, Fact]
-    plan: Callable[[dict[str, Any]], Iterable[Command | PutFile | Wait]]
+    plan: Callable[[dict[str, Any]], Iterable[Command | PutFile | Upload | Wait]]
 
 
 @dataclass(frozen=True)
@@ -164,9 +164,11 @@ class RunReport:
             raise HostsFailed(self.title, self.failures, {h: o for h, o in self.hosts.items() if not o.error})
 
 
-def describe(change: Command | PutFile | Wait) -> str:
+def describe(change: Command | PutFile | Upload | Wait) -> str:
     if isinstance(change, Wait):
         return change.description
+    if isinstance(change, Upload):
+        return change.description or f"upload {change.local} to {change.path}"
     if isinstance(change, PutFile):
         return f"write {change.path}" + (f" ({change.description})" if change.description else "")
     return change.description or change.command
@@ -189,8 +191,11 @@ def plan_host(host: HostConnection, steps: list[Step]) -> list[HostPlan]:
     return plans
 
 
-def apply_change(host: HostConnection, change: Command | PutFile) -> None:
-    if isinstance(change, PutFile):
+def apply_change(host: HostConnection, change: Command | PutFile | Upload) -> None:
+    if isinstance(change, Upload):
+        with open(change.local, "rb") as fh:
+            host.put_stream(fh, change.path)
+    elif isinstance(change, PutFile):
         host.put_text(change.path, change.content, mode=change.mode, backup_suffix=change.backup_suffix)
     else:
         host.run(change.command, sudo=change.sudo, ok_exit_codes=change.ok_exit_codes)

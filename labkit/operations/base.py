@@ -34,6 +34,17 @@ class PutFile:
 
 
 @dataclass(frozen=True)
+class Upload:
+    """Send the file ``local`` of this machine as it is to ``path`` on the host, streamed by sftp
+    (a ``docker save`` archive of 100 MB is never read into memory)."""
+
+    path: str
+    local: str
+    size: int = 0
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class Wait:
     """Wait until a rollout is done (``labkit.waits``): part of a plan, after the changes that start
     it, so the plan says the step will wait. The runner applies the changes; the flow then waits on
@@ -57,7 +68,7 @@ class HostPlan:
 
     host: str
     operation: str
-    changes: list = field(default_factory=list)  # Command | PutFile | Wait, in order
+    changes: list = field(default_factory=list)  # Command | PutFile | Upload | Wait, in order
 
     @property
     def waits(self) -> list[Wait]:

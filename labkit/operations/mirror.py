@@ -22,7 +22,7 @@ from typing import Iterator
 
 from labkit import validate
 from labkit.errors import OperationError
-from labkit.operations.base import Command, PutFile
+from labkit.operations.base import Command, Upload
 from labkit.shell import quote
 
 DOCKER_HUB = "docker.io"
@@ -153,15 +153,6 @@ def human_size(n: int) -> str:
     return f"{n} B"  # pragma: no cover
 
 
-@dataclass(frozen=True)
-class Upload(PutFile):
-    """A local file sent as it is to ``path`` on the host (the runner writes a PutFile; the flow's
-    connection to the registry host sends this one's bytes from ``local``)."""
-
-    local: str = ""
-    size: int = 0
-
-
 # ------------------------------------------------------------------ the planner
 
 
@@ -212,7 +203,7 @@ def missing_error(missing: list[Wanted], host: str, registry: str, archive: Arch
 
 def mirror_images(*, wanted: list[Wanted], local: dict[str, dict | None], remote: dict[str, dict | None],
                   registry: str, host: str, archive: Archive | None = None,
-                  upload_path: str = "") -> Iterator[Command | PutFile]:
+                  upload_path: str = "") -> Iterator[Command | Upload]:
     """``local[ref]``: the registry host's docker image of ``ref`` (each source and mirror) or None;
     ``remote[mirror]``: the registry's manifest of the copy (``RegistryManifest``) or None;
     ``archive``/``upload_path``: the ``--from`` archive and where it goes on the registry host.
@@ -247,7 +238,7 @@ def mirror_images(*, wanted: list[Wanted], local: dict[str, dict | None], remote
     if missing:
         raise missing_error(missing, host, registry, archive)
     if loaded:
-        yield Upload(upload_path, "", local=archive.path, size=archive.size,
+        yield Upload(upload_path, archive.path, size=archive.size,
                      description=f"upload {archive.path} ({human_size(archive.size)}) from this machine")
         yield Command(f"docker load -i {q(upload_path)}; rc=$?; rm -f {q(upload_path)}; exit $rc",
                       description=f"docker load {os.path.basename(archive.path)} ({', '.join(loaded)}), "

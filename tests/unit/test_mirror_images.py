@@ -21,12 +21,12 @@ import yaml
 from invoke import Config, MockContext, Program
 
 from labkit import (flows, flows_cluster, flows_content, flows_images, flows_kube, flows_up, flows_verify,
-                    inventory, manifests)
+                    inventory, manifests, runner)
 from labkit.errors import InventoryError, OperationError
 from labkit.facts import images as image_facts
 from labkit.facts.base import FactResult
 from labkit.operations import mirror
-from labkit.operations.base import Command
+from labkit.operations.base import Command, Upload
 from labkit.remote import HostConnection, SSHSettings
 from factdata import plain
 
@@ -144,7 +144,7 @@ def _kwargs(case: dict) -> dict:
 
 
 def _as_data(change):
-    if isinstance(change, mirror.Upload):
+    if isinstance(change, Upload):
         return {"put": change.path, "description": change.description, "local": change.local, "size": change.size}
     assert isinstance(change, Command) and change.sudo
     return {"command": change.command}
@@ -268,19 +268,17 @@ def test_sizes_in_the_plan(size, text):
     assert mirror.human_size(size) == text
 
 
-def test_the_upload_streams_the_local_file_other_files_as_usual(tmp_path, monkeypatch):
+def test_the_runner_streams_an_upload_from_this_machine(tmp_path, monkeypatch):
     local = tmp_path / "images.tar"
     local.write_bytes(b"\x00tar bytes\xff")
-    base = HostConnection("master", "10.0.0.6", SSHSettings(known_hosts=str(tmp_path / "kh")))
-    host = flows_images.UploadingHost(base, {"/tmp/labkit-images-1.tar": str(local)})
+    host = HostConnection("master", "10.0.0.6", SSHSettings(known_hosts=str(tmp_path / "kh")))
     sent, ran = [], []
     monkeypatch.setattr(host, "put_stream", lambda stream, remote: sent.append((remote, stream.read())))
     monkeypatch.setattr(host, "run", lambda cmd, **kw: ran.append(cmd))
-    host.put_text("/tmp/labkit-images-1.tar", "")
-    assert sent == [("/tmp/labkit-images-1.tar", b"\x00tar bytes\xff")] and ran == []
-    host.put_text("/etc/x.conf", "a = 1\n")
-    assert sent[1][1] == b"a = 1\n" and len(ran) == 1 and "mv -f /etc/x.conf.labkit.new /etc/x.conf" in ran[0]
-    assert (host.name, host.address) == ("master", "10.0.0.6")
+    upload = Upload("/tmp/labkit-images-1.tar", str(local), size=11, description="upload images.tar")
+    runner.apply_change(host, upload)
+    assert sent == [("/tmp/labkit-images-1.tar", b"\x00tar bytes\xff")] and ran == []  # as it is, no install
+    assert runner.describe(upload) == "upload images.tar"
 
 
 # ------------------------------------------------------------------ the flow's step
