@@ -124,9 +124,9 @@ def nfs_steps(inv) -> dict[str, list[Step]]:
     nfs = inv.nfs
     server = inv.nfs_server.name
     steps: dict[str, list[Step]] = {h.name: [] for h in inv.hosts}
-    base = {"os": OsRelease(), "packages": InstalledPackages(NFS_PACKAGES), "apt": AptIndex(NFS_PACKAGES)}
+    base = {"os": OsRelease(), "packages": InstalledPackages(NFS_PACKAGES)}
     if nfs.server == "kernel":
-        facts = dict(base, nfsd=NfsdAvailable(), exports=Exports(), live=LiveExports(), firewall=Firewalld(),
+        facts = dict(base, apt=AptIndex(tuple(nfs_ops.KERNEL_PACKAGES["debian"])), nfsd=NfsdAvailable(), exports=Exports(), live=LiveExports(), firewall=Firewalld(),
                      export_dir=DirExists(nfs.export),
                      **{f"svc:{u}": ServiceState(u) for u in ("rpcbind", "nfs-server")})
         steps[server].append(Step(
@@ -137,7 +137,8 @@ def nfs_steps(inv) -> dict[str, list[Step]]:
                 services=_services(f), live=f["live"], apt=f["apt"], firewall=f["firewall"]),
         ))
     else:
-        facts = dict(base, conf=GaneshaConf(), export_dir=DirExists(nfs.export),
+        facts = dict(base, apt=AptIndex(tuple(nfs_ops.GANESHA_PACKAGES)), conf=GaneshaConf(),
+                     export_dir=DirExists(nfs.export),
                      **{f"svc:{u}": ServiceState(u) for u in nfs_ops.GANESHA_SERVICES})
         steps[server].append(Step(
             "NFS server (nfs-ganesha)", facts,
@@ -149,7 +150,7 @@ def nfs_steps(inv) -> dict[str, list[Step]]:
     for h in inv.hosts:
         if h.name != server:
             steps[h.name].append(Step(
-                "NFS client", dict(base),
+                "NFS client", dict(base, apt=AptIndex(tuple(nfs_ops.CLIENT_PACKAGES["debian"]))),
                 lambda f: nfs_ops.client(family=f["os"]["family"], installed=f["packages"], apt=f["apt"])))
     return steps
 
