@@ -163,7 +163,7 @@ def test_from_a_docker_save_archive(cluster, archive, base_inventory):
     before = snapshot(cluster)
     rc, out, _ = run(cluster, "mirror-images", "--plan", "--from", str(archive), inventory=base_inventory)
     assert rc == 0, out
-    assert f"(upload {archive} ({human_size(archive.stat().st_size)}) from this machine)" in out
+    assert f"upload {archive} ({human_size(archive.stat().st_size)}) from this machine" in out
     assert f"docker load {archive.name} ({BASE}), then remove the upload" in out
     assert f"push {copy_of(cluster, 'team/base', '1.0')} (images.web.base)" in out
     assert snapshot(cluster) == before  # plan mode: nothing uploaded, loaded or pushed
