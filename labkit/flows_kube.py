@@ -21,7 +21,7 @@ from labkit.flows_content import KubeResult, content_step, gather_state, names
 from labkit.remote import HostConnection, close_all, connect, shown_command
 from labkit.runner import RunReport, Step, describe, run
 
-DEFAULT_TIMEOUT = 600
+DEFAULT_TIMEOUT = waits.DEFAULT_TIMEOUT
 
 
 def _run_on_control_plane(cp: HostConnection, step: Step, title: str, plan: bool) -> RunReport:
@@ -90,14 +90,15 @@ def deploy(inv, *, plan: bool = False, timeout: int = DEFAULT_TIMEOUT, rewrite_c
             changes[:] = kube_ops.deploy(manifests.render_namespace(inv), f["namespace"],
                                          _render_live(inv, f["sts"]), f["objects"])
             # then the rollouts: the provisioner first (the set's claims need it), then the set
-            return changes + [w for kind, key, who in (("deployment", "provisioner", manifests.PROVISIONER_SA),
-                                                       ("statefulset", "rollout", name))
-                              for w in kube_ops.wait_for(Wait(kind, who, ns), f[key], after_changes=bool(changes))]
+            rollouts = (("deployment", manifests.PROVISIONER_SA, f["provisioner"]),
+                        ("statefulset", name, kf.statefulset_rollout(f["sts"])))
+            return changes + [w for kind, who, rollout in rollouts
+                              for w in kube_ops.wait_for(Wait(kind, who, ns), rollout, after_changes=bool(changes))]
 
         step = Step("manifests", {"namespace": kf.NamespaceFact(ns), "objects": kf.Objects(manifests.render(inv)),
                                   "sts": kf.StatefulSetFact(ns, name),
-                                  "provisioner": kf.RolloutFact("deployment", manifests.PROVISIONER_SA, ns),
-                                  "rollout": kf.RolloutFact("statefulset", name, ns)}, plan_fn)
+                                  "provisioner": kf.RolloutFact("deployment", manifests.PROVISIONER_SA, ns)},
+                    plan_fn)
         try:
             report = _run_on_control_plane(cp, step, "deploy", plan)
         except HostsFailed as exc:
@@ -141,11 +142,11 @@ def scale(inv, *, replicas: int | None = None, image_tag: str | None = None, par
             patch = list(kube_ops.scale_and_rollout(f["sts"], replicas, inv.image_ref(image_tag), partition,
                                                     namespace=ns))
             # scale is done when the set has exactly the pods asked for (a scale-down included)
-            return patch + list(kube_ops.wait_for(Wait("statefulset", name, ns, replicas), f["rollout"],
+            return patch + list(kube_ops.wait_for(Wait("statefulset", name, ns, replicas),
+                                                  kf.statefulset_rollout(f["sts"]),
                                                   after_changes=bool(patch), pods=f["pods"]))
 
         step = Step("scale + rollout", {"sts": kf.StatefulSetFact(ns, name), "pvcs": kf.PVCs(ns, prefix),
-                                        "rollout": kf.RolloutFact("statefulset", name, ns),
                                         "pods": kf.StatefulSetPods(ns, name, manifests.app_label(inv))}, plan_fn)
         report = _run_on_control_plane(cp, step, "scale", plan)
         result = KubeResult(report, hosts=hosts)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from labkit import pipeline, remote, ui
+from labkit import pipeline, remote, ui, waits
 from labkit import verify as verify_mod
 
-DEFAULT_TIMEOUT = 600
+DEFAULT_TIMEOUT = waits.DEFAULT_TIMEOUT
 
 
 @dataclass

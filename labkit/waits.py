@@ -16,6 +16,7 @@ from labkit.operations.base import Wait
 from labkit.remote import HostConnection
 from labkit.runner import gather
 
+DEFAULT_TIMEOUT = 600  # seconds: --timeout's default, the upper bound of a rollout wait
 POLL_SECONDS = 2.0
 BLOCKERS_EVERY = 10.0  # seconds between reads of what blocks a rollout (one more kubectl command)
 

@@ -607,13 +607,17 @@ class Rollout:
     done: bool
 
 
+def statefulset_rollout(sts: StatefulSetState | None) -> Rollout | None:
+    """The rollout of a StatefulSet already read (None while it does not exist)."""
+    return None if sts is None else Rollout("statefulset", sts.name, sts.replicas, sts.ready_replicas, sts.settled)
+
+
 def rollout_of(obj: dict) -> Rollout:
     kind, meta = obj.get("kind", ""), obj.get("metadata") or {}
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     desired = spec.get("replicas", 1)
     if kind == "StatefulSet":
-        sts = parse_statefulset(obj)
-        return Rollout("statefulset", sts.name, sts.replicas, sts.ready_replicas, sts.settled)
+        return statefulset_rollout(parse_statefulset(obj))
     if kind != "Deployment":
         raise OperationError(f"a rollout is a Deployment's or a StatefulSet's, not a {kind or 'nameless'} object's")
     updated = status.get("updatedReplicas") or 0

@@ -180,8 +180,12 @@ def test_deploy_applies_waits_and_writes_content(lab):
     assert m[0] == ["apply", "-f", "/var/lib/labkit/manifests.yaml"]
     assert m[1:] == []  # the waits only read, in order: the provisioner, then the set
     reads = [c[1] for c in calls(lab) if c[0] == "get" and c[1].startswith(("deployment/", "statefulset/"))]
-    # the plan reads both rollouts with its facts; the waits it planned read them again, in order
-    assert reads == ["deployment/nfs-client-provisioner", "statefulset/statefulset"] * 2
+    # the plan reads the provisioner's rollout (the set's comes from the set it reads anyway); the
+    # waits it planned then read both, in order
+    assert reads == ["deployment/nfs-client-provisioner", "deployment/nfs-client-provisioner",
+                     "statefulset/statefulset"]
+    sets = [c for c in calls(lab) if c[:2] == ["get", "statefulset"]]
+    assert len(sets) == 2  # deploy's plan and the content step: the set is not read twice for one plan
     files = sorted(lab["export"].rglob("index.html"))
     assert len(files) == 10  # the live set has 10 replicas: 0-3 v1, 4-9 v2
     assert sorted(f.read_text() for f in files) == ["Version: --v1\n"] * 4 + ["Version: --v2\n"] * 6
